@@ -1,0 +1,142 @@
+"""The Parquet schema of every artifact, declared once.
+
+Ids are always strings (MS MARCO and BEIR ids look numeric but are not: leading zeros and
+mixed ids exist), so that joins across artifacts never silently fail on a dtype mismatch.
+``docs/artifacts.md`` documents each column for users who open the files with pandas/duckdb.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+CORPUS = pa.schema(
+    [("doc_id", pa.string()), ("title", pa.string()), ("text", pa.string())]
+)
+"""One row per passage; a corpus is a directory of ``shard-NNNNN.parquet`` files."""
+
+QUERIES = pa.schema([("query_id", pa.string()), ("text", pa.string())])
+"""One row per query, all splits together (a query's split is given by the qrels)."""
+
+QRELS = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("relevance", pa.int32()),
+        ("split", pa.string()),
+    ]
+)
+"""Human judgements; ``relevance`` keeps the original grade (0-3 for TREC DL)."""
+
+ANSWERS = pa.schema([("query_id", pa.string()), ("answers", pa.list_(pa.string()))])
+"""Gold short answers for QA datasets (NQ-open, HotpotQA, MS MARCO QA)."""
+
+NEGATIVES = pa.schema(
+    [("query_id", pa.string()), ("doc_id", pa.string()), ("rank", pa.int32())]
+)
+"""Hard negatives shipped with a dataset (Tevatron files), in file order; empty otherwise."""
+
+RUN = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("rank", pa.int32()),
+        ("score", pa.float32()),
+    ]
+)
+"""A ranked list per query (rank starts at 1), also written in TREC format beside it."""
+
+POOLS = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("query", pa.string()),
+        ("position", pa.int32()),
+        ("doc_id", pa.string()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("is_human_positive", pa.bool_()),
+        ("source", pa.string()),
+        ("source_rank", pa.int32()),
+    ]
+)
+"""Annotation candidate pools: per query its human positive(s) then n hard negatives.
+
+``position`` is the 0-based order of the passage in the pool (human positives first, as in the
+authors' files); ``source`` says where the passage came from (``human``, ``bm25`` or ``file``)
+and ``source_rank`` its rank there (0 for human positives). Passage text is stored here so that
+an annotation shard is self-contained and its cache keys can hash the exact text shown.
+"""
+
+PER_QUERY = pa.schema(
+    [("query_id", pa.string()), ("measure", pa.string()), ("value", pa.float64())]
+)
+"""Per-query metric values of one run on one dataset split."""
+
+METRICS = pa.schema(
+    [
+        ("run", pa.string()),
+        ("dataset", pa.string()),
+        ("split", pa.string()),
+        ("measure", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+"""Aggregate figures: one row per (run, dataset, split, measure)."""
+
+LABELS = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("position", pa.int32()),
+        ("is_human_positive", pa.bool_()),
+        ("strategy", pa.string()),
+        ("selected", pa.bool_()),
+        ("rank", pa.int32()),
+        ("list_length", pa.int32()),
+    ]
+)
+"""LLM annotation labels: one row per (query, pool passage, strategy).
+
+``strategy`` is ``relsel``, ``utilsel`` or ``utilrank``. For the selection strategies
+``selected`` is the label. For ``utilrank``, ``rank`` is the 1-based utility rank among the
+``list_length`` RelSel-selected passages shown to the ranker (null when the passage was not
+ranked), so that any threshold k % can be cut later without another LLM call
+(:func:`utilann.labels.derive_positives`). Model, prompt version and sampling parameters are
+in the file's metadata.
+"""
+
+GENERATIONS = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_ids", pa.list_(pa.string())),
+        ("prediction", pa.string()),
+        ("raw_output", pa.string()),
+        ("prompt_key", pa.string()),
+    ]
+)
+"""RAG answers: one row per query of one retrieval run on one dataset split.
+
+``doc_ids`` are the top-k passages fed to the generator, in rank order; ``raw_output`` is the
+LLM text as returned and ``prediction`` the cleaned answer that is scored
+(:func:`utilann.rag.generate.clean_prediction`). ``prompt_key`` hashes model, sampling
+parameters and the exact conversation, so a rerun can reuse answers already paid for. Template
+name, version and hash, model and sampling parameters are in the file's metadata.
+"""
+
+SIGNIFICANCE = pa.schema(
+    [
+        ("run", pa.string()),
+        ("baseline", pa.string()),
+        ("dataset", pa.string()),
+        ("split", pa.string()),
+        ("measure", pa.string()),
+        ("n_queries", pa.int64()),
+        ("mean", pa.float64()),
+        ("baseline_mean", pa.float64()),
+        ("delta", pa.float64()),
+        ("t", pa.float64()),
+        ("p_value", pa.float64()),
+        ("significant", pa.bool_()),
+        ("marker", pa.string()),
+    ]
+)
+"""Paired two-sided t-tests of each run against a baseline (:mod:`utilann.significance`)."""

@@ -1,0 +1,197 @@
+"""Contrastive likelihood losses over in-batch plus hard negatives (paper Eqs. 1-4).
+
+Every loss scores each query of a batch against every passage of the batch (its own group of
+positives and hard negatives, plus the other queries' groups as in-batch negatives) and reads
+the query's positives from a boolean target mask. One class per loss concept, as in
+sentence-transformers' ``losses/``; each exposes :meth:`ContrastiveLoss.compute_loss_from_scores`,
+which unit tests call on a hand-made score matrix without a model.
+
+Relations: the batch builder (:mod:`utilann.train.sampling`) decides *which* positives sit in a
+group (one rotating positive for SingleLH/Rand1LH, several for JointLH/SumMargLH); these classes
+only turn scores and a target mask into a scalar.
+
+Rows without any positive (a query kept under the ``keep`` empty-label policy) are skipped: the
+loss is the mean over rows with at least one positive, and an exact zero (still attached to the
+graph, so ``backward`` works) when no row has one. The authors' code does the same (digest 4.4).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+Similarity = Callable[[Tensor, Tensor], Tensor]
+
+
+def dot_product(queries: Tensor, passages: Tensor) -> Tensor:
+    """Raw inner products ``[n_queries, n_passages]`` (the paper's s(q, d) at temperature 1)."""
+    return queries @ passages.T
+
+
+def gather_with_grad(tensor: Tensor) -> Tensor:
+    """All-gather ``tensor`` along dim 0 across ranks, keeping the autograd graph.
+
+    ``torch.distributed.nn.all_gather`` back-propagates: every rank's passages receive the
+    gradient that the other ranks' queries put on them, so after DDP averages the gradients they
+    are exactly those of the mean loss over the global batch (no world-size rescaling needed,
+    unlike gathers that detach the remote copies). All ranks must send tensors of equal shape.
+    """
+    import torch.distributed.nn  # noqa: F401  (makes torch.distributed.nn.all_gather available)
+
+    return torch.cat(torch.distributed.nn.all_gather(tensor), dim=0)
+
+
+def group_targets(group_mask: Tensor, n_groups: int, row_offset: int = 0) -> Tensor:
+    """Expand per-group positive flags to a target mask over all passages of the batch.
+
+    Args:
+        group_mask: ``[n_local_queries, group_size]`` bool, True where a passage of the query's
+            own group is a positive.
+        n_groups: number of groups whose passages are scored (all ranks' groups when gathered).
+        row_offset: index of the first local query's group among those ``n_groups``.
+
+    Returns:
+        ``[n_local_queries, n_groups * group_size]`` bool. Query ``i`` has positives only inside
+        the columns of group ``row_offset + i``; other queries' passages (even their positives)
+        are negatives for it, as in the authors' multi-hot targets (digest 4.2).
+    """
+    n_rows, group_size = group_mask.shape
+    targets = torch.zeros(n_rows, n_groups, group_size, dtype=torch.bool, device=group_mask.device)
+    rows = torch.arange(n_rows, device=group_mask.device)
+    targets[rows, rows + row_offset] = group_mask.bool()
+    return targets.reshape(n_rows, n_groups * group_size)
+
+
+class ContrastiveLoss(nn.Module, ABC):
+    """Base class: embeddings -> score matrix -> target mask -> :meth:`compute_loss_from_scores`.
+
+    Args:
+        similarity: ``f(queries [n, d], passages [m, d]) -> scores [n, m]``; pass the bi-encoder's
+            :meth:`~utilann.train.model.BiEncoder.similarity` so that its temperature applies.
+        gather_across_devices: under ``torch.distributed`` (torchrun/DDP), score the local
+            queries against the passages of *all* ranks (cross-device negatives, the authors'
+            ``--negatives_x_device``). Ignored when no process group is initialised.
+
+    Inputs to ``forward``: query embeddings ``[B, d]``, passage embeddings ``[B * G, d]`` laid
+    out group by group, and the group positive mask ``[B, G]``.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, similarity: Similarity = dot_product, gather_across_devices: bool = False):
+        super().__init__()
+        self.similarity = similarity
+        self.gather_across_devices = gather_across_devices
+
+    def forward(self, queries: Tensor, passages: Tensor, group_mask: Tensor) -> Tensor:
+        n_local = queries.shape[0]
+        row_offset = 0
+        if self.gather_across_devices and dist.is_available() and dist.is_initialized():
+            passages = gather_with_grad(passages)
+            row_offset = dist.get_rank() * n_local
+        n_groups = passages.shape[0] // group_mask.shape[1]
+        scores = self.similarity(queries, passages)
+        targets = group_targets(group_mask, n_groups, row_offset)
+        return self.compute_loss_from_scores(scores, targets)
+
+    def compute_loss_from_scores(self, scores: Tensor, targets_mask: Tensor) -> Tensor:
+        """Mean per-row loss over rows with >= 1 positive; 0 (attached) when there are none.
+
+        Args:
+            scores: ``[n_queries, n_passages]`` float logits (similarity / temperature).
+            targets_mask: ``[n_queries, n_passages]`` bool, True at each row's positives.
+        """
+        if scores.shape != targets_mask.shape:
+            raise ValueError(f"scores {tuple(scores.shape)} vs targets {tuple(targets_mask.shape)}")
+        targets_mask = targets_mask.bool()
+        has_positive = targets_mask.any(dim=1)
+        if not bool(has_positive.any()):
+            return scores.sum() * 0.0
+        scores = scores[has_positive].float()
+        return self.row_losses(scores, targets_mask[has_positive]).mean()
+
+    @abstractmethod
+    def row_losses(self, scores: Tensor, targets_mask: Tensor) -> Tensor:
+        """Per-row loss ``[n]`` for rows that all have at least one positive."""
+
+
+class SingleLH(ContrastiveLoss):
+    """SingleLH (Eq. 2): ``-log P(d+ | q)`` for one positive per query.
+
+    The batch builder puts exactly one positive in each group (``pos_one``). Should a row mark
+    several, only its first positive column counts and the others stay in the denominator, as
+    the authors' ``softmax`` loss always targets the first passage of each group ("First1LH").
+    Used for the Human baseline and for the curriculum's second stage.
+    """
+
+    name = "SingleLH"
+
+    def row_losses(self, scores: Tensor, targets_mask: Tensor) -> Tensor:
+        first = targets_mask.int().argmax(dim=1)
+        return torch.logsumexp(scores, dim=1) - scores.gather(1, first[:, None]).squeeze(1)
+
+
+class Rand1LH(SingleLH):
+    """Rand1LH: SingleLH on one positive drawn per epoch from the query's positive set.
+
+    The formula is SingleLH's; what differs is the data: with several (LLM) positives, the
+    batch builder rotates through them across epochs like the authors' ``data.py``
+    (``positives[(offset + epoch) % n]``), so every positive is used once every n epochs.
+    """
+
+    name = "Rand1LH"
+
+
+class JointLH(ContrastiveLoss):
+    """JointLH (Eq. 3): ``-sum_{d+} log P(d+ | q)``, every positive pushed up separately.
+
+    Summed, not averaged, over a row's positives (the authors' ``multi-softmax``). Each positive
+    gets the same pull of -1 on its logit, so one false positive costs as much as a true one.
+    """
+
+    name = "JointLH"
+
+    def row_losses(self, scores: Tensor, targets_mask: Tensor) -> Tensor:
+        lse = torch.logsumexp(scores, dim=1)
+        n_pos = targets_mask.sum(dim=1)
+        pos_sum = torch.where(targets_mask, scores, torch.zeros_like(scores)).sum(dim=1)
+        return n_pos * lse - pos_sum
+
+
+class SumMargLH(ContrastiveLoss):
+    """SumMargLH (Eq. 4, the paper's proposal): ``-log sum_{d+} P(d+ | q)``.
+
+    Computed as ``logsumexp(scores over positives) - logsumexp(scores)``, which is exact where
+    the authors' ``-log(clamp(sum(softmax * target)))`` underflows. The gradient on a positive's
+    logit is ``p_d - p_d / P(D+)``: the pull spreads over positives in proportion to their
+    probability, so the set only needs to carry the mass and noisy positives hurt less.
+    """
+
+    name = "SumMargLH"
+
+    def row_losses(self, scores: Tensor, targets_mask: Tensor) -> Tensor:
+        masked = scores.masked_fill(~targets_mask, float("-inf"))
+        return torch.logsumexp(scores, dim=1) - torch.logsumexp(masked, dim=1)
+
+
+LOSSES: dict[str, type[ContrastiveLoss]] = {
+    cls.name: cls for cls in (SingleLH, Rand1LH, JointLH, SumMargLH)
+}
+SINGLE_POSITIVE_LOSSES = frozenset({SingleLH.name, Rand1LH.name})
+"""Losses that expect exactly one positive per group (the builder must use ``pos_one``)."""
+
+
+def build_loss(
+    name: str, similarity: Similarity = dot_product, gather_across_devices: bool = False
+) -> ContrastiveLoss:
+    """Instantiate a loss by its paper name, with a clear error for an unknown one."""
+    try:
+        cls = LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}") from None
+    return cls(similarity=similarity, gather_across_devices=gather_across_devices)

@@ -1,0 +1,1 @@
+# Rules of the annotate stage (see workflow/scripts/ and src/utilann/).

@@ -1,0 +1,51 @@
+# BM25 with pyserini: one Lucene index per dataset, one batch search per (dataset, split).
+
+BM25 = config["bm25"]
+
+
+rule bm25_index:
+    input:
+        corpus=f"{DATA}/{{dataset}}/corpus",
+    output:
+        directory(f"{INDEXES}/{{dataset}}.bm25-{BM25['variant']}"),
+    params:
+        variant=BM25["variant"],
+    threads: BM25["threads"]
+    log:
+        f"results/logs/indexes/{{dataset}}.bm25-{BM25['variant']}.log",
+    benchmark:
+        f"results/benchmarks/indexes/{{dataset}}.bm25-{BM25['variant']}.tsv"
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    script:
+        "../scripts/bm25_index.py"
+
+
+rule bm25_search:
+    input:
+        index=f"{INDEXES}/{{dataset}}.bm25-{BM25['variant']}",
+        queries=f"{DATA}/{{dataset}}/queries.parquet",
+        qrels=f"{DATA}/{{dataset}}/qrels.parquet",
+    output:
+        run=f"{EXP}/runs/bm25/{{dataset}}.{{split}}.parquet",
+        trec=f"{EXP}/runs/bm25/{{dataset}}.{{split}}.trec",
+    params:
+        variant=BM25["variant"],
+        k1=BM25["k1"],
+        b=BM25["b"],
+        depth=BM25["depth"],
+    threads: BM25["threads"]
+    log:
+        f"{LOGS}/bm25_search/{{dataset}}.{{split}}.log",
+    benchmark:
+        f"{BENCH}/bm25_search/{{dataset}}.{{split}}.tsv"
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    script:
+        "../scripts/bm25_search.py"

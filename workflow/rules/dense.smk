@@ -1,0 +1,1 @@
+# Rules of the dense stage (see workflow/scripts/ and src/utilann/).

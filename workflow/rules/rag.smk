@@ -1,0 +1,1 @@
+# Rules of the rag stage (see workflow/scripts/ and src/utilann/).

@@ -1,0 +1,17 @@
+"""BM25 batch search of one dataset split; writes the run as Parquet and TREC."""
+
+from utilann import schemas
+from utilann.bm25 import search
+from utilann.io import read_table, write_table, write_trec_run
+from utilann.logs import script_logging
+from utilann.runs import split_queries
+
+p = snakemake.params
+with script_logging(snakemake.log[0], "bm25_search") as log:
+    queries = split_queries(read_table(snakemake.input.queries), read_table(snakemake.input.qrels), snakemake.wildcards.split)
+    log.info("searching %d %s queries (k1=%s b=%s depth=%d)", len(queries), snakemake.wildcards.split, p.k1, p.b, p.depth)
+    run = search(snakemake.input.index, queries, p.k1, p.b, p.depth, snakemake.threads, p.variant)
+    meta = {"run": "bm25", "variant": p.variant, "k1": p.k1, "b": p.b, "depth": p.depth}
+    write_table(run, snakemake.output.run, schemas.RUN, meta)
+    write_trec_run(run, snakemake.output.trec, tag=f"bm25-{p.variant}")
+    log.info("wrote %d rows for %d queries", len(run), run["query_id"].nunique())
