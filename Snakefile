@@ -1,9 +1,12 @@
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default; `--configfile` and `--config` override it key by key.
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 validate(config, "config/schema.yaml")
@@ -21,6 +24,6 @@ include: "workflow/rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

@@ -140,3 +140,44 @@ SIGNIFICANCE = pa.schema(
     ]
 )
 """Paired two-sided t-tests of each run against a baseline (:mod:`utilann.significance`)."""
+
+# --- training / dense stage ---
+
+TRAINSET = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("query", pa.string()),
+        ("position", pa.int32()),
+        ("doc_id", pa.string()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("positive", pa.bool_()),
+        ("is_human_positive", pa.bool_()),
+    ]
+)
+"""One run's training labels: per training query, its pool passages marked positive or not.
+
+Rows not marked ``positive`` are the query's hard negatives. Passages removed by the
+``exclusion`` policy are absent. The label settings and counts (queries dropped for lack of a
+positive, mean positives, recall of the human positive) are in the file's metadata.
+"""
+
+LOSS_CURVE = pa.schema(
+    [
+        ("step", pa.int32()),
+        ("epoch", pa.int32()),
+        ("loss", pa.float64()),
+        ("lr", pa.float64()),
+        ("grad_norm", pa.float64()),
+        ("queries", pa.int32()),
+        ("passages", pa.int32()),
+        ("elapsed_s", pa.float64()),
+    ]
+)
+"""One row per optimiser step of a training run (global batch; ``elapsed_s`` since start)."""
+
+EMBEDDINGS = pa.schema([("doc_id", pa.string()), ("embedding", pa.large_list(pa.float32()))])
+"""Dense passage vectors of one corpus encode shard (row order = corpus order).
+
+``large_list`` (64-bit offsets): a shard of MS MARCO holds more than 2^31 floats.
+"""

@@ -8,18 +8,18 @@ rule bm25_index:
         corpus=f"{DATA}/{{dataset}}/corpus",
     output:
         directory(f"{INDEXES}/{{dataset}}.bm25-{BM25['variant']}"),
-    params:
-        variant=BM25["variant"],
-    threads: BM25["threads"]
     log:
         f"results/logs/indexes/{{dataset}}.bm25-{BM25['variant']}.log",
     benchmark:
         f"results/benchmarks/indexes/{{dataset}}.bm25-{BM25['variant']}.tsv"
     conda:
         "../../envs/core.yaml"
+    threads: BM25["threads"]
     resources:
         mem_mb=8000,
         runtime=240,
+    params:
+        variant=BM25["variant"],
     script:
         "../scripts/bm25_index.py"
 
@@ -32,20 +32,20 @@ rule bm25_search:
     output:
         run=f"{EXP}/runs/bm25/{{dataset}}.{{split}}.parquet",
         trec=f"{EXP}/runs/bm25/{{dataset}}.{{split}}.trec",
-    params:
-        variant=BM25["variant"],
-        k1=BM25["k1"],
-        b=BM25["b"],
-        depth=BM25["depth"],
-    threads: BM25["threads"]
     log:
         f"{LOGS}/bm25_search/{{dataset}}.{{split}}.log",
     benchmark:
         f"{BENCH}/bm25_search/{{dataset}}.{{split}}.tsv"
     conda:
         "../../envs/core.yaml"
+    threads: BM25["threads"]
     resources:
         mem_mb=8000,
         runtime=240,
+    params:
+        variant=BM25["variant"],
+        k1=BM25["k1"],
+        b=BM25["b"],
+        depth=BM25["depth"],
     script:
         "../scripts/bm25_search.py"

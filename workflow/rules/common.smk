@@ -77,3 +77,64 @@ STAGE_EXTRA_TARGETS = []
 def stage_extra_targets():
     """Stages register extra default targets (reports etc.) in STAGE_EXTRA_TARGETS."""
     return list(STAGE_EXTRA_TARGETS)
+
+
+def download_params(wildcards):
+    """Where a missing dataset can be fetched from."""
+    cfg = dataset_cfg(wildcards.dataset)
+    return {
+        "format": cfg["format"],
+        "url": cfg.get("url"),
+        "ir_datasets": cfg.get("ir_datasets"),
+    }
+
+
+def raw_dataset_dir(wildcards):
+    """The folder holding a dataset in its standard layout."""
+    return f"{RAW_DATASETS}/{wildcards.dataset}"
+
+
+def raw_dataset(wildcards):
+    """Ingestion input: the download flag if we downloaded, else the user's folder if any."""
+    folder = raw_dataset_dir(wildcards)
+    flag = f"{folder}.download.done"
+    if os.path.exists(flag) or not os.path.isdir(folder):
+        return flag
+    return folder
+
+
+def ingest_format(wildcards):
+    """The layout (beir, msmarco, tevatron) a dataset is read in."""
+    return dataset_cfg(wildcards.dataset)["format"]
+
+
+def pool_candidates(wildcards):
+    """Ranked negatives for the pools: the dataset's own (Tevatron) or a BM25 run."""
+    train = config["train"]
+    if config["pools"]["source"] == "dataset":
+        return f"{DATA}/{train['dataset']}/negatives.parquet"
+    return f"{EXP}/runs/bm25/{train['dataset']}.{train['split']}.parquet"
+
+
+def measures_for(wildcards):
+    """ir_measures names for a dataset: the common ones plus its extra ones."""
+    extra = config["evaluation"]["extra_measures"].get(wildcards.dataset, [])
+    return list(dict.fromkeys(config["evaluation"]["measures"] + extra))
+
+
+def metric_files(wildcards):
+    """Every aggregate-figure file that goes into the experiment's metrics table."""
+    files = [
+        f"{EXP}/eval/{run}/{dataset}.{split}.metrics.parquet"
+        for run in retrieval_runs()
+        for dataset, split in eval_targets()
+    ]
+    return files + extra_metric_files()
+
+
+EXTRA_METRIC_FILES = []
+
+
+def extra_metric_files():
+    """Stages whose figures belong in the metrics table register them here (RAG)."""
+    return list(EXTRA_METRIC_FILES)

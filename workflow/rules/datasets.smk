@@ -1,46 +1,34 @@
 # Dataset acquisition and ingestion into Parquet (shared by all experiments).
-
-
-def download_params(wildcards):
-    cfg = dataset_cfg(wildcards.dataset)
-    return {
-        "format": cfg["format"],
-        "url": cfg.get("url"),
-        "ir_datasets": cfg.get("ir_datasets"),
-    }
+#
+# A dataset folder a user placed in paths.datasets is a plain input: no rule owns it, so
+# Snakemake can never delete or overwrite it. Only a missing folder is downloaded; the
+# download leaves a flag file beside the folder, which is then the input of ingestion.
 
 
 rule download_dataset:
     output:
-        directory(f"{RAW_DATASETS}/{{dataset}}"),
-    params:
-        source=download_params,
+        flag=touch(f"{RAW_DATASETS}/{{dataset}}.download.done"),
     log:
         "results/logs/datasets/{dataset}.download.log",
     conda:
         "../../envs/core.yaml"
     resources:
         runtime=240,
+    params:
+        source=download_params,
     script:
         "../scripts/download_dataset.py"
 
 
-def ingest_format(wildcards):
-    return dataset_cfg(wildcards.dataset)["format"]
-
-
 rule ingest_dataset:
     input:
-        raw=f"{RAW_DATASETS}/{{dataset}}",
+        raw=raw_dataset,
     output:
         corpus=directory(f"{DATA}/{{dataset}}/corpus"),
         queries=f"{DATA}/{{dataset}}/queries.parquet",
         qrels=f"{DATA}/{{dataset}}/qrels.parquet",
         answers=f"{DATA}/{{dataset}}/answers.parquet",
         negatives=f"{DATA}/{{dataset}}/negatives.parquet",
-    params:
-        format=ingest_format,
-        shard_size=config["corpus"]["shard_size"],
     log:
         "results/logs/datasets/{dataset}.ingest.log",
     benchmark:
@@ -50,5 +38,9 @@ rule ingest_dataset:
     resources:
         mem_mb=16000,
         runtime=120,
+    params:
+        source_dir=raw_dataset_dir,
+        format=ingest_format,
+        shard_size=config["corpus"]["shard_size"],
     script:
         "../scripts/ingest_dataset.py"

@@ -4,12 +4,6 @@ POOLS = config["pools"]
 TRAIN_DS, TRAIN_SPLIT = config["train"]["dataset"], config["train"]["split"]
 
 
-def pool_candidates(wildcards):
-    if POOLS["source"] == "dataset":
-        return f"{DATA}/{TRAIN_DS}/negatives.parquet"
-    return f"{EXP}/runs/bm25/{TRAIN_DS}.{TRAIN_SPLIT}.parquet"
-
-
 rule build_pools:
     input:
         candidates=pool_candidates,
@@ -18,12 +12,6 @@ rule build_pools:
         qrels=f"{DATA}/{TRAIN_DS}/qrels.parquet",
     output:
         shards=expand(f"{EXP}/pools/shard-{{shard}}.parquet", shard=pool_shards()),
-    params:
-        split=TRAIN_SPLIT,
-        source=POOLS["source"],
-        negatives=POOLS["negatives"],
-        max_queries=POOLS["max_queries"],
-        seed=POOLS["seed"],
     log:
         f"{LOGS}/build_pools.log",
     conda:
@@ -31,5 +19,11 @@ rule build_pools:
     resources:
         mem_mb=16000,
         runtime=60,
+    params:
+        split=TRAIN_SPLIT,
+        source=POOLS["source"],
+        negatives=POOLS["negatives"],
+        max_queries=POOLS["max_queries"],
+        seed=POOLS["seed"],
     script:
         "../scripts/build_pools.py"

@@ -5,7 +5,7 @@ from utilann.logs import script_logging
 
 source = snakemake.params.source
 name = snakemake.wildcards.dataset
-dest = snakemake.output[0]
+dest = snakemake.output.flag.removesuffix(".download.done")
 with script_logging(snakemake.log[0], "download_dataset") as log:
     if source["format"] == "beir" and source.get("url"):
         log.info("downloading %s from %s", name, source["url"])

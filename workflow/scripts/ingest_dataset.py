@@ -5,7 +5,7 @@ from utilann.logs import script_logging
 
 with script_logging(snakemake.log[0], "ingest_dataset") as log:
     counts = ingest(
-        snakemake.input.raw,
+        snakemake.params.source_dir,
         snakemake.params.format,
         snakemake.output.corpus,
         snakemake.output.queries,

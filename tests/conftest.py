@@ -1,0 +1,84 @@
+"""Shared fixtures: where the real test data lives and how to run the workflow.
+
+The small real datasets are read from ``$UTILANN_SHARED_DATA`` (default ``../shared/data``
+beside the repository); tests that need them are skipped with a reason when absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("UTILANN_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_dataset(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real test data not found at {path} (set UTILANN_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def scifact_dir() -> Path:
+    return shared_dataset("scifact")
+
+
+class Workflow:
+    """A scratch working directory running the repository's Snakefile."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def write_config(self, name: str, cfg: dict) -> Path:
+        path = self.workdir / name
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    def run(self, *args: str, config: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [
+            sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+            "--directory", str(self.workdir), "--cores", "2",
+        ]
+        cmd += list(args)
+        if config:  # last: --configfile takes several values and would swallow targets
+            cmd += ["--configfile", str(self.workdir / config)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+        return proc
+
+    def add_dataset(self, name: str, source: Path) -> Path:
+        dest = self.workdir / "resources" / "datasets" / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, dest)
+        return dest
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table a dry run prints into {rule: count}."""
+    jobs: dict[str, int] = {}
+    lines = output.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith("job") and "count" in line)
+    except StopIteration:
+        return jobs
+    for line in lines[start + 2 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+@pytest.fixture
+def workflow(tmp_path: Path) -> Workflow:
+    return Workflow(tmp_path)
