@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from . import schemas
 from .io import write_table
+from .qa import load_beir_answers
 
 FORMATS = ("beir", "msmarco", "tevatron")
 
@@ -49,7 +50,7 @@ class Dataset:
     corpus: list[tuple[str, str, str]] = field(default_factory=list)
     queries: dict[str, str] = field(default_factory=dict)
     qrels: list[tuple[str, str, int, str]] = field(default_factory=list)
-    answers: dict[str, list[str]] = field(default_factory=dict)
+    answers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["query_id", "answers"]))
     negatives: list[tuple[str, str, int]] = field(default_factory=list)
 
 
@@ -81,7 +82,7 @@ def _add_doc(seen: dict[str, str], doc_id: str, where: str) -> None:
 
 
 def read_beir(root: Path) -> Dataset:
-    """Read a BEIR directory (corpus.jsonl, queries.jsonl, qrels/*.tsv, optional answers)."""
+    """Read a BEIR directory (corpus.jsonl, queries.jsonl, qrels/*.tsv, optional answers.jsonl)."""
     data = Dataset()
     seen: dict[str, str] = {}
     corpus = root / "corpus.jsonl"
@@ -101,13 +102,8 @@ def read_beir(root: Path) -> Dataset:
                 if lineno == 1 and row and row[0] == "query-id":
                     continue
                 data.qrels.append(_qrel(row, path, lineno, path.stem))
-    answers = root / "answers.jsonl"
-    if answers.exists():
-        for lineno, rec in _jsonl(answers):
-            gold = rec.get("answers")
-            if not isinstance(gold, list):
-                raise DatasetError(f"{answers}:{lineno}: 'answers' must be a list of strings")
-            data.answers[_field(rec, "_id", answers, lineno)] = [str(a) for a in gold]
+    if (root / "answers.jsonl").exists():
+        data.answers = load_beir_answers(root / "answers.jsonl")
     return data
 
 
@@ -226,8 +222,7 @@ def ingest(
     write_table(queries, queries_path, schemas.QUERIES, meta)
     qrels = pd.DataFrame(data.qrels, columns=["query_id", "doc_id", "relevance", "split"])
     write_table(qrels, qrels_path, schemas.QRELS, meta)
-    answers = pd.DataFrame(list(data.answers.items()), columns=["query_id", "answers"])
-    write_table(answers, answers_path, schemas.ANSWERS, meta)
+    write_table(data.answers, answers_path, schemas.ANSWERS, meta)
     negatives = pd.DataFrame(data.negatives, columns=["query_id", "doc_id", "rank"])
     write_table(negatives, negatives_path, schemas.NEGATIVES, meta)
     return {"documents": len(data.corpus), "queries": len(data.queries), "qrels": len(data.qrels)}
