@@ -33,3 +33,17 @@ rule metrics_table:
         "../../envs/core.yaml"
     script:
         "../scripts/metrics_table.py"
+
+
+rule check_reproduction:
+    input:
+        metrics=f"{EXP}/metrics.parquet",
+        expected=repo_file(config["evaluation"]["reproduction"]),
+    output:
+        f"{EXP}/reproduction.tsv",
+    log:
+        f"{LOGS}/check_reproduction.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/check_reproduction.py"

@@ -1,0 +1,31 @@
+"""Compare an experiment's metrics with the published figures of the reproduction matrix."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+COLUMNS = ["run", "dataset", "split", "measure", "expected", "tolerance", "obtained", "delta", "status", "source"]
+KEYS = ["run", "dataset", "split", "measure"]
+
+
+def check(metrics: pd.DataFrame, expected: list[dict]) -> pd.DataFrame:
+    """One row per applicable matrix entry: status ``ok`` within tolerance, else ``off``.
+
+    An entry applies when the experiment has its run on its dataset split; if that run and
+    split exist but the measure was not computed, the status is ``missing``.
+    """
+    if not expected:
+        return pd.DataFrame(columns=COLUMNS)
+    table = pd.DataFrame(expected)
+    unknown = set(table.columns) - set(COLUMNS)
+    if unknown or not set(KEYS + ["expected", "tolerance"]) <= set(table.columns):
+        raise ValueError(f"reproduction entries need {KEYS + ['expected', 'tolerance']}; unknown keys {sorted(unknown)}")
+    present = metrics[["run", "dataset", "split"]].drop_duplicates()
+    table = table.merge(present, on=["run", "dataset", "split"])
+    table = table.merge(metrics[KEYS + ["value"]], on=KEYS, how="left").rename(columns={"value": "obtained"})
+    table["delta"] = table["obtained"] - table["expected"]
+    ok = table["delta"].abs() <= table["tolerance"] + 1e-12
+    table["status"] = ok.map({True: "ok", False: "off"}).where(table["obtained"].notna(), "missing")
+    if "source" not in table:
+        table["source"] = ""
+    return table[COLUMNS]
