@@ -16,10 +16,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/bm25.smk"
 include: "workflow/rules/pools.smk"
+include: "workflow/rules/models.smk"
 include: "workflow/rules/annotate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/dense.smk"
 include: "workflow/rules/rag.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/evaluate.smk"
 
 

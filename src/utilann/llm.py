@@ -12,7 +12,8 @@ length before submitting (vLLM rejects the whole batch when one prompt exceeds
 contents, so that a passage containing ``<|im_start|>assistant`` cannot open a new turn.
 
 vLLM spawns worker processes: create :class:`VLLMChat` only from code running under
-``if __name__ == "__main__":`` (Snakemake scripts do), never at import time.
+``if __name__ == "__main__":`` (Snakemake scripts do), never at import time. vLLM reads its
+environment (e.g. ``VLLM_CPU_KVCACHE_SPACE``) when the engine starts: set it before.
 """
 
 from __future__ import annotations
@@ -59,8 +60,6 @@ class VLLMChat:
 
     Args:
         model_path: HF model id or local directory.
-        cpu_kvcache_space_gib: KV-cache size for vLLM on CPU (``VLLM_CPU_KVCACHE_SPACE``);
-            ignored on GPU. Set before the engine starts because vLLM reads it at start-up.
         chat_template_kwargs: extra variables for the chat template (e.g. ``enable_thinking``).
         **engine_kwargs: passed to ``vllm.LLM`` (tensor_parallel_size, dtype, max_model_len,
             enable_prefix_caching, enforce_eager, seed, gpu_memory_utilization, ...).
@@ -70,12 +69,9 @@ class VLLMChat:
         self,
         model_path: str,
         *,
-        cpu_kvcache_space_gib: float | None = None,
         chat_template_kwargs: Mapping[str, Any] | None = None,
         **engine_kwargs: Any,
     ) -> None:
-        if cpu_kvcache_space_gib is not None:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_space_gib))
         from vllm import LLM  # heavy import, only when an engine is really wanted
 
         self.model_path = model_path
@@ -87,16 +83,8 @@ class VLLMChat:
 
     def render(self, conversation: Conversation) -> list[int]:
         """Token ids of ``conversation`` under the model's chat template, ready to generate."""
-        safe = [
-            {"role": m["role"], "content": defuse_special_tokens(m["content"], self._special)}
-            for m in conversation
-        ]
-        ids = self.tokenizer.apply_chat_template(
-            safe, tokenize=True, add_generation_prompt=True, **self.chat_template_kwargs
-        )
-        if isinstance(ids, Mapping):  # some tokenizers return a BatchEncoding
-            ids = ids["input_ids"]
-        return list(ids)
+        return chat_prompt_ids(self.tokenizer, conversation, self._special,
+                               **self.chat_template_kwargs)
 
     def chat(
         self,
@@ -125,9 +113,7 @@ class VLLMChat:
             if fits
             else []
         )
-        result = [
-            Generation("", len(ids), 0, PROMPT_TOO_LONG) for ids in rendered
-        ]
+        result = [Generation("", len(ids), 0, PROMPT_TOO_LONG) for ids in rendered]
         for i, out in zip(fits, outputs, strict=True):
             completion = out.outputs[0]
             result[i] = Generation(
@@ -137,6 +123,26 @@ class VLLMChat:
                 finish_reason=str(completion.finish_reason),
             )
         return result
+
+
+def chat_prompt_ids(
+    tokenizer: Any,
+    conversation: Conversation,
+    special_tokens: Sequence[str] | None = None,
+    **chat_template_kwargs: Any,
+) -> list[int]:
+    """Apply the chat template to ``conversation`` with special tokens defused in contents."""
+    special = _special_token_strings(tokenizer) if special_tokens is None else special_tokens
+    safe = [
+        {"role": m["role"], "content": defuse_special_tokens(m["content"], special)}
+        for m in conversation
+    ]
+    ids = tokenizer.apply_chat_template(
+        safe, tokenize=True, add_generation_prompt=True, **chat_template_kwargs
+    )
+    if isinstance(ids, Mapping):  # some tokenizers return a BatchEncoding
+        ids = ids["input_ids"]
+    return list(ids)
 
 
 def _special_token_strings(tokenizer: Any) -> list[str]:

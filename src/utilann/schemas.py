@@ -181,3 +181,66 @@ EMBEDDINGS = pa.schema([("doc_id", pa.string()), ("embedding", pa.large_list(pa.
 
 ``large_list`` (64-bit offsets): a shard of MS MARCO holds more than 2^31 floats.
 """
+
+RAW = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("step", pa.string()),
+        ("window", pa.int32()),
+        ("doc_ids", pa.list_(pa.string())),
+        ("cache_key", pa.string()),
+        ("text", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("output_tokens", pa.int32()),
+        ("finish_reason", pa.string()),
+        ("gen_seconds", pa.float64()),
+        ("from_cache", pa.bool_()),
+        ("parse_status", pa.string()),
+        ("parse_issues", pa.list_(pa.string())),
+        ("parsed_doc_ids", pa.list_(pa.string())),
+        ("answer", pa.string()),
+    ]
+)
+"""Raw LLM outputs of the annotation cascade: one row per LLM call.
+
+``step`` is ``relsel``, ``answer``, ``utilsel`` or ``utilrank``; ``window`` numbers the RelSel
+windows of a query (0 for the other steps); ``doc_ids`` are the passages shown, in prompt order
+(passage [i] is ``doc_ids[i-1]``). ``text`` is the untouched completion; ``parse_status`` is
+``ok``/``repaired``/``failed`` with the reasons in ``parse_issues``; ``parsed_doc_ids`` is the
+selection or ranking read from it and ``answer`` the cleaned pseudo-answer (``answer`` rows).
+``cache_key`` is the content key of the request in the LLM cache, ``from_cache`` whether this
+run served it from there, and ``gen_seconds`` the engine time the call cost when generated (its
+token share of its batch).
+"""
+
+ANNOTATION_REPORT = pa.schema(
+    [
+        ("name", pa.string()),
+        ("strategy", pa.string()),
+        ("threshold", pa.float64()),
+        ("queries", pa.int64()),
+        ("human_positives", pa.int64()),
+        ("positives", pa.int64()),
+        ("avg_positives", pa.float64()),
+        ("precision", pa.float64()),
+        ("recall", pa.float64()),
+        ("empty_queries", pa.int64()),
+        ("calls", pa.int64()),
+        ("failed_parses", pa.int64()),
+        ("repaired_parses", pa.int64()),
+        ("prompt_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("wall_seconds", pa.float64()),
+        ("tokens_per_second", pa.float64()),
+    ]
+)
+"""Annotation quality and cost per strategy (the paper's Table 1), one row per strategy.
+
+``name`` is ``relsel``, ``utilsel`` or ``utilrank@<k>`` (``threshold`` = k %). Precision and
+recall are micro-averaged against the human positives of the pools, over all annotated queries;
+``avg_positives`` is per annotated query; ``empty_queries`` have no positive (training's
+``empty_policy`` drops or keeps them).
+``calls``/``failed_parses``/``repaired_parses`` count the strategy's own LLM step; tokens and
+``wall_seconds`` (engine time) add up every step the strategy needs (RelSel, then the
+pseudo-answer and the utility step).
+"""

@@ -1,1 +1,125 @@
-# Rules of the annotate stage (see workflow/scripts/ and src/utilann/).
+# LLM annotation of the candidate pools (digest 3): one job per pool shard runs the cascade
+# RelSel -> pseudo-answer -> UtilSel | UtilRank on vLLM, then the shards are merged into the
+# training labels and summarised in the annotation report (the paper's Table 1).
+#
+#   {EXP}/annotation/shard-{shard}/labels.parquet   LABELS, one row per (query, passage, strategy)
+#   {EXP}/annotation/shard-{shard}/raw.parquet      RAW, every LLM call and its parse outcome
+#   {EXP}/annotation/shard-{shard}/manifest.json    model, engine, prompts, calls made/cached
+#   {EXP}/annotation/labels.parquet                 all shards (what training reads)
+#   {EXP}/annotation/report.{parquet,md}            quality and cost per strategy
+#
+# Every LLM generation is also stored in annotation.cache_dir (default results/cache/llm), keyed
+# by content; that store is deliberately not a Snakemake output, so a failed or killed job
+# keeps what it generated and its rerun resumes from there. The label files are not
+# protected(): a params change (e.g. a new prompt version) must be able to rerun the job, and
+# the expensive part - the generations - survives in the cache anyway.
+
+from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
+from utilann.annotate.cascade import cascade_steps
+from utilann.annotate.prompts import load_templates
+
+ANN = f"{EXP}/annotation"
+
+
+def annotation_shard_files(name):
+    """`name` (labels.parquet, raw.parquet, ...) of every annotation shard."""
+    return expand(f"{ANN}/shard-{{shard}}/{name}", shard=pool_shards())
+
+
+def annotation_prompts():
+    """The template selection plus each template file's hash: editing a template in place
+    (same version) is a params change too; the cache then skips the steps it did not touch.
+    """
+    selected = config["annotation"]["prompts"]
+    steps = cascade_steps(config["annotation"]["strategies"])
+    templates = load_templates(selected["version"], selected["dir"], steps)
+    return {**selected, "sha256": {step: t.sha256 for step, t in templates.items()}}
+
+
+def annotation_writer(wildcards):
+    """This job's own file in the LLM cache: stable across reruns, unique across jobs."""
+    return f"{config['experiment']}.shard-{wildcards.shard}"
+
+
+rule annotate_shard:
+    input:
+        pools=f"{EXP}/pools/shard-{{shard}}.parquet",
+        model=llm_model_input(config["llm"]["model"]),
+    output:
+        labels=f"{ANN}/shard-{{shard}}/labels.parquet",
+        raw=f"{ANN}/shard-{{shard}}/raw.parquet",
+        manifest=f"{ANN}/shard-{{shard}}/manifest.json",
+    log:
+        f"{LOGS}/annotation/shard-{{shard}}.log",
+    benchmark:
+        f"{BENCH}/annotation/shard-{{shard}}.tsv"
+    conda:
+        "../../envs/llm.yaml"
+    threads: config["annotation"]["resources"]["cpus"]
+    resources:
+        gpu=config["annotation"]["resources"]["gpu"],
+        mem_mb=config["annotation"]["resources"]["mem_mb"],
+        runtime=config["annotation"]["resources"]["runtime"],
+    params:
+        model=config["llm"]["model"],
+        engine=config["llm"]["engine"],
+        env=config["llm"]["env"],
+        chat_template_kwargs=config["llm"]["chat_template_kwargs"],
+        sampling=config["llm"]["sampling"],
+        prompts=annotation_prompts(),
+        strategies=config["annotation"]["strategies"],
+        window_size=config["annotation"]["window_size"],
+        position_policy=config["annotation"]["position_policy"],
+        seed=config["annotation"]["seed"],
+        passage_max_words=config["annotation"]["passage_max_words"],
+        chunk_size=config["annotation"]["chunk_size"],
+        cache_dir=config["annotation"]["cache_dir"],
+        writer=annotation_writer,
+        code_version=ANNOTATION_CODE_VERSION,
+    script:
+        "../scripts/annotate.py"
+
+
+rule merge_annotation:
+    input:
+        labels=annotation_shard_files("labels.parquet"),
+    output:
+        labels=f"{ANN}/labels.parquet",
+    log:
+        f"{LOGS}/annotation/merge.log",
+    conda:
+        "../../envs/llm.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/annotate.py"
+
+
+rule annotation_report:
+    input:
+        labels=annotation_shard_files("labels.parquet"),
+        raw=annotation_shard_files("raw.parquet"),
+    output:
+        table=f"{ANN}/report.parquet",
+        markdown=report(
+            f"{ANN}/report.md",
+            caption="../report/annotation.rst",
+            category="Annotation",
+        ),
+    log:
+        f"{LOGS}/annotation/report.log",
+    conda:
+        "../../envs/llm.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        thresholds=config["annotation"]["utilrank_thresholds"],
+    script:
+        "../scripts/annotation_report.py"
+
+
+STAGE_EXTRA_TARGETS.append(f"{ANN}/report.parquet")

@@ -68,7 +68,7 @@ def dense_runs():
 
 def final_targets():
     """What `snakemake` with no target builds: the metrics table (and stage extras)."""
-    return [f"{EXP}/metrics.parquet"] + stage_extra_targets()
+    return [f"{EXP}/metrics.parquet", f"{EXP}/reproduction.tsv"] + stage_extra_targets()
 
 
 STAGE_EXTRA_TARGETS = []
@@ -138,3 +138,393 @@ EXTRA_METRIC_FILES = []
 def extra_metric_files():
     """Stages whose figures belong in the metrics table register them here (RAG)."""
     return list(EXTRA_METRIC_FILES)
+
+
+# --- RAG stage and report (rules in rag.smk and report.smk) ---------------------------------
+#
+#   {EXP}/rag/<dataset>.<split>.questions.parquet          the answered questions + gold answers
+#   {EXP}/rag/<run>/<dataset>.<split>.generations.parquet  one answer per question (GENERATIONS)
+#   {EXP}/rag/<run>/<dataset>.<split>.{perquery,metrics}.parquet   answer measures and R@k
+#   {EXP}/significance.parquet                             t-tests of every run vs the baseline
+#   {EXP}/report/*.html, *.png, {EXP}/summary.md            the paper's tables and figures
+
+import sys
+from types import SimpleNamespace
+
+RAG = config["rag"]
+# Snakemake does not track library code: bump when a change of algorithm must regenerate.
+RAG_CODE_VERSION = 1
+# Answers are cached by content (model, sampling, conversation) in the LLM store of the
+# annotation stage, one file per generation job: shared by experiments, never deleted on failure.
+RAG_CACHE = config["annotation"]["cache_dir"]
+REPORT = f"{EXP}/report"
+
+
+def rag_targets():
+    """The `rag.targets` entries by (dataset, split), with the schema's defaults."""
+    targets = {}
+    for entry in RAG["targets"]:
+        dataset_cfg(entry["dataset"])
+        key = (entry["dataset"], entry["split"])
+        if key in targets:
+            raise ValueError(f"rag.targets lists {key[0]}/{key[1]} twice")
+        targets[key] = {
+            "top_k": 5,
+            "prompt": "short_answer",
+            "max_tokens": None,
+            "measures": ["EM", "F1"],
+            "answers": None,
+            **entry,
+        }
+    return targets
+
+
+def rag_target(wildcards):
+    try:
+        return rag_targets()[(wildcards.dataset, wildcards.split)]
+    except KeyError:
+        raise ValueError(
+            f"{wildcards.dataset}/{wildcards.split} is not a rag target "
+            f"(rag.targets: {sorted(rag_targets())})"
+        ) from None
+
+
+def rag_runs():
+    """Retrieval runs whose passages are fed to the generator (`rag.runs`, [] = all)."""
+    runs = list(RAG["runs"]) or retrieval_runs()
+    unknown = [r for r in runs if r not in retrieval_runs()]
+    if unknown:
+        raise ValueError(
+            f"rag.runs names unknown run(s) {unknown}; runs of this experiment: {retrieval_runs()}"
+        )
+    return runs
+
+
+def rag_recall_measure(target):
+    return f"R@{target['top_k']}"
+
+
+def check_rag_measures():
+    """RAG's R@k must not collide with the same split's retrieval R@k (other query set)."""
+    for (dataset, split), target in rag_targets().items():
+        recall = rag_recall_measure(target)
+        if (dataset, split) in eval_targets() and recall in measures_for(
+            SimpleNamespace(dataset=dataset)
+        ):
+            raise ValueError(
+                f"{dataset}/{split} is evaluated with {recall} and is a rag target with top_k "
+                f"{target['top_k']}: both would be the metrics row {recall}; drop {recall} from "
+                "evaluation.measures/extra_measures for this dataset"
+            )
+
+
+def rag_files(kind):
+    """`kind` (metrics, perquery) files of every RAG run on every RAG target."""
+    return [
+        f"{EXP}/rag/{run}/{dataset}.{split}.{kind}.parquet"
+        for dataset, split in rag_targets()
+        for run in rag_runs()
+    ]
+
+
+def rag_generation_outputs():
+    """One generations file per RAG run (the {dataset}/{split} wildcards kept)."""
+    return [
+        f"{EXP}/rag/{run}/{{dataset}}.{{split}}.generations.parquet"
+        for run in rag_runs()
+    ]
+
+
+def rag_answers_input(target, dataset):
+    """Gold answers: the target's own file, else the dataset's ingested answers.jsonl."""
+    if target["answers"]:
+        return target["answers"]["path"]
+    return f"{DATA}/{dataset}/answers.parquet"
+
+
+def rag_generate_inputs(wildcards):
+    target = rag_target(wildcards)
+    inputs = {
+        "runs": [
+            f"{EXP}/runs/{run}/{wildcards.dataset}.{wildcards.split}.parquet"
+            for run in rag_runs()
+        ],
+        "queries": f"{DATA}/{wildcards.dataset}/queries.parquet",
+        "qrels": f"{DATA}/{wildcards.dataset}/qrels.parquet",
+        "corpus": f"{DATA}/{wildcards.dataset}/corpus",
+        "answers": rag_answers_input(target, wildcards.dataset),
+    }
+    model = rag_generator()["input"]
+    if model:
+        inputs["model"] = model
+    return inputs
+
+
+def rag_target_params(wildcards):
+    """Passages per prompt and the prompt template (id and hash: a new wording reruns)."""
+    from utilann.rag.prompts import load_template
+
+    target = rag_target(wildcards)
+    template = load_template(target["prompt"])
+    return {
+        "top_k": target["top_k"],
+        "prompt": template.id,
+        "prompt_sha256": template.sha256,
+    }
+
+
+def rag_question_params(wildcards):
+    target = rag_target(wildcards)
+    answers = target["answers"]
+    return {
+        "answers_format": answers["format"] if answers else None,
+        "max_queries": RAG["max_queries"],
+        "seed": RAG["seed"],
+    }
+
+
+def rag_generator():
+    """The generator LLM: `rag.generator.model`, else the annotation LLM (`llm.model`).
+
+    Either way it is loaded like the annotator (llm_model_path: a name under `llm.packaged` is
+    the directory rule prepare_llm makes) and runs with the annotation engine settings
+    (`llm.engine`, `llm.env`, `llm.chat_template_kwargs`): same backend, same hardware.
+    """
+    llm = config["llm"]
+    name = RAG["generator"]["model"] or llm["model"]
+    engine = {k: v for k, v in llm["engine"].items() if k != "extra" and v is not None}
+    return {
+        "model": name,
+        "path": llm_model_path(name),
+        "input": llm_model_input(name),
+        "engine": {**engine, **(llm["engine"].get("extra") or {})},
+        "env": dict(llm["env"]),
+        "chat_template_kwargs": dict(llm["chat_template_kwargs"]),
+    }
+
+
+def rag_generator_params(wildcards):
+    target = rag_target(wildcards)
+    sampling = {k: v for k, v in RAG["generator"]["sampling"].items() if v is not None}
+    if target["max_tokens"]:
+        sampling["max_tokens"] = target["max_tokens"]
+    generator = {k: v for k, v in rag_generator().items() if k != "input"}
+    return {
+        **generator,
+        "sampling": sampling,
+        "batch_size": RAG["generator"]["batch_size"],
+    }
+
+
+def rag_cache_writer(wildcards):
+    return f"rag.{config['experiment']}.{wildcards.dataset}.{wildcards.split}"
+
+
+def rag_answer_measures(wildcards):
+    return rag_target(wildcards)["measures"]
+
+
+def rag_top_k(wildcards):
+    return rag_target(wildcards)["top_k"]
+
+
+def rag_bertscore(wildcards):
+    """BERTScore settings, only for targets that ask for BERTScore."""
+    if "BERTScore" not in rag_target(wildcards)["measures"]:
+        return None
+    return dict(RAG["bertscore"])
+
+
+def significance_baseline():
+    """`rag.baseline` when it is a run of the experiment, else bm25 (with a warning)."""
+    requested = RAG["baseline"]
+    if requested in retrieval_runs():
+        return requested
+    sys.stderr.write(
+        f"WARNING: rag.baseline {requested!r} is not a run of this experiment "
+        f"({retrieval_runs()}); significance is tested against 'bm25'\n"
+    )
+    return "bm25"
+
+
+def retrieval_files(kind):
+    """`kind` (metrics, perquery) evaluation files of every retrieval run and target."""
+    return [
+        f"{EXP}/eval/{run}/{dataset}.{split}.{kind}.parquet"
+        for run in retrieval_runs()
+        for dataset, split in eval_targets()
+    ]
+
+
+def run_settings():
+    """Every training run's resolved settings, flat (what Table 6 and Figure 3 compare)."""
+    return {
+        name: {
+            "backbone": spec.backbone,
+            "init_from": spec.init_from,
+            **spec.trainset_params(),
+            **spec.train_params(),
+        }
+        for name, spec in RUN_SPECS.items()
+    }
+
+
+def annotation_in_report():
+    """Whether the annotation stage runs (some training run learns from LLM labels)."""
+    return any(spec.trainset.needs_labels for spec in RUN_SPECS.values())
+
+
+def primary_target():
+    """The first evaluation target, its measures, and the measure of Table 6 and Figure 3."""
+    if not eval_targets():
+        return None
+    dataset, split = eval_targets()[0]
+    measures = measures_for(SimpleNamespace(dataset=dataset))
+    measure = "RR@10" if "RR@10" in measures else measures[0]
+    return {
+        "dataset": dataset,
+        "split": split,
+        "measures": measures,
+        "measure": measure,
+    }
+
+
+def dataset_measure():
+    """Table 3's measure: nDCG@10 (the paper's BEIR figure) when evaluated."""
+    measures = config["evaluation"]["measures"]
+    return "nDCG@10" if "nDCG@10" in measures else measures[0]
+
+
+def evaluation_params():
+    return [
+        {"dataset": d, "split": s, "measures": measures_for(SimpleNamespace(dataset=d))}
+        for d, s in eval_targets()
+    ]
+
+
+def rag_target_list():
+    return [
+        {"dataset": d, "split": s, "top_k": t["top_k"], "measures": t["measures"]}
+        for (d, s), t in rag_targets().items()
+    ]
+
+
+def report_table(key, category, labels):
+    return report(
+        f"{REPORT}/{key}.html",
+        caption=f"../report/{key}.rst",
+        category=category,
+        labels=labels,
+    )
+
+
+def report_table_outputs():
+    """The tables this experiment has (named outputs of report_tables) and summary.md."""
+    from utilann.report import controlled_groups
+
+    outputs = {}
+    if annotation_in_report():
+        outputs["table1"] = report_table(
+            "table1_annotation",
+            "1. Annotation",
+            {"table": "Table 1", "shows": "annotation quality"},
+        )
+    outputs["table2"] = report_table(
+        "table2_retrieval",
+        "2. Retrieval",
+        {"table": "Table 2", "shows": "all measures"},
+    )
+    if len(eval_targets()) > 1:
+        outputs["table3"] = report_table(
+            "table3_datasets",
+            "2. Retrieval",
+            {"table": "Table 3", "shows": dataset_measure()},
+        )
+    if rag_targets():
+        outputs["table4"] = report_table(
+            "table4_rag", "3. RAG", {"table": "Tables 4/5", "shows": "answer quality"}
+        )
+    if primary_target() and controlled_groups(
+        run_settings(), exclude=[SIGNIFICANCE_BASELINE]
+    ):
+        outputs["table6"] = report_table(
+            "table6_controlled",
+            "4. Controlled experiments",
+            {"table": "Table 6", "shows": "one setting changed"},
+        )
+    outputs["summary"] = f"{EXP}/summary.md"
+    return outputs
+
+
+def report_table_inputs(wildcards):
+    inputs = {
+        "retrieval": retrieval_files("metrics"),
+        "rag": rag_files("metrics"),
+        "significance": f"{EXP}/significance.parquet",
+    }
+    if annotation_in_report():
+        inputs["annotation"] = f"{EXP}/annotation/report.parquet"
+    return inputs
+
+
+def report_figures():
+    """(caption, path) of the figures this experiment has (Figure 3b, 3a)."""
+    from utilann.report import has_ratio_curves
+
+    figures = []
+    if annotation_in_report():
+        figures.append(
+            ("Figure 3b: UtilRank threshold", f"{REPORT}/fig3b_utilrank_threshold.png")
+        )
+    if primary_target() and has_ratio_curves(run_settings()):
+        figures.append(
+            ("Figure 3a: human-label ratio", f"{REPORT}/fig3a_human_ratio.png")
+        )
+    return figures
+
+
+def primary_metric_files(runs):
+    """Retrieval metrics of `runs` on the primary evaluation target."""
+    target = primary_target()
+    if target is None:
+        return []
+    return [
+        f"{EXP}/eval/{run}/{target['dataset']}.{target['split']}.metrics.parquet"
+        for run in runs
+    ]
+
+
+def utilrank_settings():
+    from utilann.report import utilrank_runs
+
+    return {name: run_settings()[name] for name in utilrank_runs(run_settings())}
+
+
+def cl_settings():
+    """The settings of the curriculum runs and their parents (Figure 3a)."""
+    from utilann.report import cl_ratio_runs
+
+    settings = run_settings()
+    names = {
+        n for parent, runs in cl_ratio_runs(settings).items() for n in [parent, *runs]
+    }
+    return {name: settings[name] for name in settings if name in names}
+
+
+def human_reference():
+    """The run drawn as the 100 %-human line of Figure 3a (the baseline when it is human)."""
+    spec = RUN_SPECS.get(SIGNIFICANCE_BASELINE)
+    if (
+        spec is not None
+        and spec.trainset.label_source == "human"
+        and spec.init_from is None
+    ):
+        return SIGNIFICANCE_BASELINE
+    return None
+
+
+def repo_file(path):
+    """A config-given file: as written if it exists, else relative to the workflow's repo."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(workflow.basedir, path)

@@ -1,1 +1,112 @@
-# Rules of the dense stage (see workflow/scripts/ and src/utilann/).
+# Rules of the dense stage: encode corpus shards in parallel, then exact faiss search
+# (src/utilann/dense.py). Runs: `zeroshot` (the bare backbone) and every `training.runs` name.
+#
+#   {EXP}/dense/<run>/<dataset>/emb-<i>.parquet     encode_corpus, i < dense.encode_shards
+#   {EXP}/runs/<run>/<dataset>.<split>.{parquet,trec}   dense_search (evaluated by the lead's rules)
+
+DENSE = config["dense"]
+DENSE_RESOURCES = DENSE["resources"]
+DENSE_CODE_VERSION = 1
+
+
+def dense_spec(run):
+    return ZEROSHOT if run == "zeroshot" else RUN_SPECS[run]
+
+
+def dense_model(wildcards):
+    return checkpoint_dir(wildcards.run)
+
+
+def encode_settings(wildcards, max_len):
+    """EncodeSettings values: the run's pooling + the shared encoding settings."""
+    return {
+        **dense_spec(wildcards.run).encoder_params(),
+        "max_length": max_len,
+        "batch_size": DENSE["batch_size"],
+        "precision": DENSE["precision"],
+    }
+
+
+def passage_encoding(wildcards):
+    return encode_settings(wildcards, DENSE["passage_max_len"])
+
+
+def query_encoding(wildcards):
+    return encode_settings(wildcards, DENSE["query_max_len"])
+
+
+def encode_shard_index(wildcards):
+    return int(wildcards.eshard)
+
+
+def embedding_output(path):
+    return path if DENSE["keep_embeddings"] else temp(path)
+
+
+def corpus_embeddings(wildcards):
+    return expand(
+        f"{EXP}/dense/{wildcards.run}/{wildcards.dataset}/emb-{{eshard}}.parquet",
+        eshard=range(DENSE["encode_shards"]),
+    )
+
+
+rule encode_corpus:
+    input:
+        model=dense_model,
+        corpus=f"{DATA}/{{dataset}}/corpus",
+    output:
+        embeddings=embedding_output(
+            f"{EXP}/dense/{{run}}/{{dataset}}/emb-{{eshard}}.parquet"
+        ),
+    log:
+        f"{LOGS}/encode_corpus/{{run}}.{{dataset}}.{{eshard}}.log",
+    benchmark:
+        f"{BENCH}/encode_corpus/{{run}}.{{dataset}}.{{eshard}}.tsv"
+    wildcard_constraints:
+        run=names_regex(dense_runs()),
+        eshard="[0-9]+",
+    conda:
+        "../../envs/train.yaml"
+    threads: DENSE_RESOURCES["cpus"]
+    resources:
+        gpu=DENSE_RESOURCES["gpu"],
+        mem_mb=DENSE_RESOURCES["mem_mb"],
+        runtime=DENSE_RESOURCES["runtime"],
+    params:
+        encoding=passage_encoding,
+        shard=encode_shard_index,
+        shards=DENSE["encode_shards"],
+        code_version=DENSE_CODE_VERSION,
+    script:
+        "../scripts/encode_corpus.py"
+
+
+rule dense_search:
+    input:
+        model=dense_model,
+        embeddings=corpus_embeddings,
+        queries=f"{DATA}/{{dataset}}/queries.parquet",
+        qrels=f"{DATA}/{{dataset}}/qrels.parquet",
+    output:
+        run=f"{EXP}/runs/{{run}}/{{dataset}}.{{split}}.parquet",
+        trec=f"{EXP}/runs/{{run}}/{{dataset}}.{{split}}.trec",
+    log:
+        f"{LOGS}/dense_search/{{run}}.{{dataset}}.{{split}}.log",
+    benchmark:
+        f"{BENCH}/dense_search/{{run}}.{{dataset}}.{{split}}.tsv"
+    wildcard_constraints:
+        run=names_regex(dense_runs()),
+    conda:
+        "../../envs/train.yaml"
+    threads: DENSE_RESOURCES["cpus"]
+    resources:
+        gpu=DENSE_RESOURCES["gpu"],
+        mem_mb=DENSE_RESOURCES["mem_mb"],
+        runtime=DENSE_RESOURCES["runtime"],
+    params:
+        encoding=query_encoding,
+        depth=DENSE["depth"],
+        faiss_gpu=DENSE["faiss_gpu"],
+        code_version=DENSE_CODE_VERSION,
+    script:
+        "../scripts/dense_search.py"

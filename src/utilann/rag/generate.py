@@ -60,9 +60,7 @@ def top_k(run: pd.DataFrame, k: int) -> pd.DataFrame:
     return ordered.groupby("query_id", sort=False).head(k).reset_index(drop=True)
 
 
-def load_passages(
-    corpus: str | os.PathLike[str] | pd.DataFrame, doc_ids: Iterable[str]
-) -> dict[str, str]:
+def load_passages(corpus: str | os.PathLike[str] | pd.DataFrame, doc_ids: Iterable[str]) -> dict[str, str]:
     """Formatted passages (``title text``) of ``doc_ids`` from a CORPUS table or shard directory.
 
     Only the requested rows are read from the shards, so an 8.8 M-passage corpus is never
@@ -126,8 +124,11 @@ def build_requests(
         messages = template.render(texts[qid], [passages[d] for d in doc_ids])
         requests.append(GenerationRequest(query_id=qid, doc_ids=doc_ids, messages=messages))
     if len(requests) < len(wanted):
-        log.warning("%d of %d queries have no retrieved passage and are not asked",
-                    len(wanted) - len(requests), len(wanted))
+        log.warning(
+            "%d of %d queries have no retrieved passage and are not asked",
+            len(wanted) - len(requests),
+            len(wanted),
+        )
     return requests
 
 
@@ -178,8 +179,9 @@ def generate(
         if key not in answered:
             first_of_key.setdefault(key, i)
     todo = list(first_of_key.values())
-    log.info("%d prompts: %d to generate, the rest reused (cache or identical prompt)",
-             len(requests), len(todo))
+    log.info(
+        "%d prompts: %d to generate, the rest reused (cache or identical prompt)", len(requests), len(todo)
+    )
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         outputs = llm.chat([requests[i].messages for i in batch], dict(sampling))

@@ -11,7 +11,6 @@ that decides *which passages a batch sees* happens at training time in
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,63 +19,9 @@ import pandas as pd
 
 from utilann.labels import derive_positives, split_empty
 from utilann.train.model import format_passage
+from utilann.train.settings import TrainsetSettings
 
 log = logging.getLogger(__name__)
-
-LABEL_SOURCES = ("human", "relsel", "utilsel", "utilrank")
-HUMAN_POSITIVE_POLICIES = ("random", "exclusion", "inclusion")
-
-
-@dataclass(frozen=True)
-class TrainsetSettings:
-    """Label-side settings of one run (the ``build_trainset`` rule's params).
-
-    Attributes:
-        label_source: ``human`` (the pools' human positives) or an LLM strategy.
-        utilrank_threshold: k % of the RelSel list that UtilRank keeps (used for utilrank only).
-        human_positive: ``random`` (the human passage is a positive only if the LLM chose it),
-            ``exclusion`` (removed from the query's training passages), ``inclusion`` (always a
-            positive); digest 4.6.
-        union_ratio: Positive Union baseline: for this seeded fraction of queries the positives
-            are LLM + human positives (digest 4.7).
-        query_ratio: seeded fraction of the pool's queries to train on (a curriculum stage 2 on
-            20 % of the human labels uses 0.2).
-        empty_policy: ``drop`` queries that end with no positive (counted), or ``keep`` them.
-        seed: seed of the query fractions; the same seed picks the same queries in every run,
-            so "the 20 % human-labelled queries" are one set across CL and Positive Union.
-    """
-
-    label_source: str = "human"
-    utilrank_threshold: float = 10.0
-    human_positive: str = "random"
-    union_ratio: float = 0.0
-    query_ratio: float = 1.0
-    empty_policy: str = "drop"
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        if self.label_source not in LABEL_SOURCES:
-            raise ValueError(f"label_source must be one of {LABEL_SOURCES}: {self.label_source!r}")
-        if self.human_positive not in HUMAN_POSITIVE_POLICIES:
-            raise ValueError(
-                f"human_positive must be one of {HUMAN_POSITIVE_POLICIES}: {self.human_positive!r}"
-            )
-        if self.label_source == "human" and (
-            self.human_positive != "random" or self.union_ratio > 0
-        ):
-            raise ValueError(
-                "human_positive and union_ratio only apply to LLM label sources; "
-                "with label_source 'human' keep human_positive 'random' and union_ratio 0"
-            )
-        if self.union_ratio > 0 and self.human_positive != "random":
-            raise ValueError("Positive Union (union_ratio > 0) needs human_positive 'random'")
-        if not 0 < self.query_ratio <= 1 or not 0 <= self.union_ratio <= 1:
-            raise ValueError("query_ratio must be in (0, 1] and union_ratio in [0, 1]")
-
-    @property
-    def needs_labels(self) -> bool:
-        """Whether the LLM labels table is an input of this training set."""
-        return self.label_source != "human"
 
 
 @dataclass(frozen=True)
@@ -101,13 +46,9 @@ def sample_fraction(ids: Iterable[str], ratio: float, seed: int) -> set[str]:
     return {pool[i] for i in picked}
 
 
-def stable_hash(text: str) -> int:
-    """A process-independent hash (Python's ``hash`` of str is salted per process)."""
-    return zlib.crc32(text.encode("utf-8"))
-
-
-def _pairs(df: pd.DataFrame) -> set[tuple[str, str]]:
-    return set(zip(df["query_id"].astype(str), df["doc_id"].astype(str), strict=True))
+def _pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(query_id, doc_id) pairs of ``df`` in row order."""
+    return list(zip(df["query_id"].astype(str), df["doc_id"].astype(str), strict=True))
 
 
 def build_trainset(
@@ -121,14 +62,14 @@ def build_trainset(
     pools = pools.astype({"query_id": str, "doc_id": str})
     all_queries = sorted(pools["query_id"].unique())
     queries = sample_fraction(all_queries, settings.query_ratio, settings.seed)
-    human = _pairs(pools[pools["is_human_positive"]])
+    human = set(_pairs(pools[pools["is_human_positive"]]))
 
     if settings.needs_labels:
         if labels is None:
             raise ValueError(f"label_source {settings.label_source!r} needs the LLM labels table")
         threshold = settings.utilrank_threshold if settings.label_source == "utilrank" else None
-        llm = _pairs(derive_positives(labels, settings.label_source, threshold))
-        outside = llm - _pairs(pools)
+        llm = set(_pairs(derive_positives(labels, settings.label_source, threshold)))
+        outside = llm - set(_pairs(pools))
         if outside:
             log.warning("%d LLM positives are not in the pools and are ignored", len(outside))
         positives = llm - outside
@@ -146,19 +87,20 @@ def build_trainset(
     positives = {(q, d) for q, d in positives if q in queries}
     pos_df = pd.DataFrame(sorted(positives), columns=["query_id", "doc_id"])
     _, empty = split_empty(pos_df, pd.Series(sorted(queries)), settings.empty_policy)
+    n_selected = len(queries)
     if settings.empty_policy == "drop":
         queries -= set(empty)
 
     rows = pools[pools["query_id"].isin(queries)].sort_values(["query_id", "position"])
     rows = rows.assign(
-        positive=[pair in positives for pair in _pairs_in_order(rows)],
+        positive=[pair in positives for pair in _pairs(rows)],
         is_human_positive=rows["is_human_positive"].astype(bool),
     )
     n_pos = rows.groupby("query_id")["positive"].sum()
-    kept_human = human & set(_pairs_in_order(rows))
+    kept_human = human & set(_pairs(rows))
     stats: dict[str, float | int] = {
         "pool_queries": len(all_queries),
-        "selected_queries": len(sample_fraction(all_queries, settings.query_ratio, settings.seed)),
+        "selected_queries": n_selected,
         "queries": int(rows["query_id"].nunique()),
         "queries_without_positive": len(empty),
         "queries_dropped": len(empty) if settings.empty_policy == "drop" else 0,
@@ -172,10 +114,6 @@ def build_trainset(
     }
     log.info("training set: %s", stats)
     return rows.reset_index(drop=True), stats
-
-
-def _pairs_in_order(df: pd.DataFrame) -> list[tuple[str, str]]:
-    return list(zip(df["query_id"].astype(str), df["doc_id"].astype(str), strict=True))
 
 
 def load_training_queries(trainset: pd.DataFrame) -> tuple[list[TrainQuery], dict[str, str]]:

@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from utilann.train.settings import LOSS_NAMES
+
 Similarity = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -36,14 +38,15 @@ def dot_product(queries: Tensor, passages: Tensor) -> Tensor:
 def gather_with_grad(tensor: Tensor) -> Tensor:
     """All-gather ``tensor`` along dim 0 across ranks, keeping the autograd graph.
 
-    ``torch.distributed.nn.all_gather`` back-propagates: every rank's passages receive the
+    torch's functional ``all_gather_single`` back-propagates (it replaces the deprecated
+    ``torch.distributed.nn.all_gather``): every rank's passages receive the
     gradient that the other ranks' queries put on them, so after DDP averages the gradients they
     are exactly those of the mean loss over the global batch (no world-size rescaling needed,
     unlike gathers that detach the remote copies). All ranks must send tensors of equal shape.
     """
-    import torch.distributed.nn  # noqa: F401  (makes torch.distributed.nn.all_gather available)
+    from torch.distributed._functional_collectives import all_gather_single
 
-    return torch.cat(torch.distributed.nn.all_gather(tensor), dim=0)
+    return all_gather_single(tensor.contiguous(), 0, dist.group.WORLD)
 
 
 def group_targets(group_mask: Tensor, n_groups: int, row_offset: int = 0) -> Tensor:
@@ -112,7 +115,9 @@ class ContrastiveLoss(nn.Module, ABC):
         has_positive = targets_mask.any(dim=1)
         if not bool(has_positive.any()):
             return scores.sum() * 0.0
-        scores = scores[has_positive].float()
+        scores = scores[has_positive]
+        if scores.dtype in (torch.float16, torch.bfloat16):
+            scores = scores.float()  # logsumexp in fp32 under autocast
         return self.row_losses(scores, targets_mask[has_positive]).mean()
 
     @abstractmethod
@@ -182,8 +187,7 @@ class SumMargLH(ContrastiveLoss):
 LOSSES: dict[str, type[ContrastiveLoss]] = {
     cls.name: cls for cls in (SingleLH, Rand1LH, JointLH, SumMargLH)
 }
-SINGLE_POSITIVE_LOSSES = frozenset({SingleLH.name, Rand1LH.name})
-"""Losses that expect exactly one positive per group (the builder must use ``pos_one``)."""
+assert tuple(LOSSES) == LOSS_NAMES, "settings.LOSS_NAMES must list the loss classes"
 
 
 def build_loss(

@@ -17,12 +17,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from utilann.io import write_json
+from utilann.train.settings import POOLINGS
 
 CONFIG_FILE = "biencoder.json"
-POOLINGS = ("cls", "mean")
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,10 @@ class BiEncoder(nn.Module):
 
     def __init__(self, encoder: PreTrainedModel, config: BiEncoderConfig):
         super().__init__()
+        # Pooling reads last_hidden_state: a BERT-style pooler head would get no gradient,
+        # which DDP rejects (and the authors' default is add_pooler=False).
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None
         self.encoder = encoder
         self.config = config
 
@@ -102,6 +111,16 @@ class BiEncoder(nn.Module):
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
         return self.pool(out.last_hidden_state, attention_mask)
 
+    def forward(
+        self, queries: dict[str, Tensor], passages: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Embed a training batch's queries and passages in one module call.
+
+        One call (not two) so that DDP sees every use of the shared weights within a single
+        forward before the backward pass.
+        """
+        return self.encode(**queries), self.encode(**passages)
+
     def similarity(self, queries: Tensor, passages: Tensor) -> Tensor:
         """Scores ``[n_queries, n_passages]`` = dot product / temperature."""
         return (queries @ passages.T) / self.config.temperature
@@ -126,3 +145,16 @@ class BiEncoder(nn.Module):
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """The tokenizer saved with a backbone or checkpoint directory."""
     return AutoTokenizer.from_pretrained(str(path))
+
+
+def tokenize(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_length: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, Tensor]:
+    """Tokenise a batch with [CLS]/[SEP], truncated to ``max_length``, padded to the longest."""
+    batch = tokenizer(
+        texts, max_length=max_length, truncation=True, padding=True, return_tensors="pt"
+    )
+    return {k: v.to(device) for k, v in batch.items()}

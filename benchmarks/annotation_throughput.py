@@ -1,0 +1,171 @@
+"""Throughput of the annotation backend (batched vLLM) against one-prompt-at-a-time transformers.
+
+Both engines get the same RelSel prompts (built by the annotation library from real pools),
+the same model directory, dtype, chat template and greedy decoding with the same token limit.
+vLLM answers all prompts in one batched call; transformers answers them one by one with
+``generate``, which is what a naive annotation script does. One-at-a-time throughput does not
+depend on how many prompts are timed, so the baseline runs on the first ``--hf-prompts``
+prompts only; vLLM needs the whole batch to show what batching buys.
+
+    python benchmarks/annotation_throughput.py \\
+        --model-dir resources/models/smollm2-135m-instruct \\
+        --pools results/demo/pools/shard-0.parquet
+
+Without ``--pools`` it builds pools from a BEIR directory (human positives + random passages).
+Prints prompts/s and tokens/s of both engines and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from utilann.annotate.cascade import group_pools
+from utilann.annotate.prompts import load_templates
+from utilann.annotate.windows import relsel_windows
+
+
+def beir_pools(root: Path, queries: int, negatives: int, seed: int = 0) -> pd.DataFrame:
+    """Human positives of the first training queries plus random corpus passages."""
+    corpus = pd.read_json(root / "corpus.jsonl", lines=True, dtype={"_id": str})
+    texts = pd.read_json(root / "queries.jsonl", lines=True, dtype={"_id": str}).set_index("_id")
+    qrels = pd.read_csv(root / "qrels" / "train.tsv", sep="\t", dtype=str)
+    docs = corpus.set_index("_id")
+    rng = random.Random(seed)
+    rows = []
+    for qid, group in list(qrels.groupby("query-id"))[:queries]:
+        humans = list(group["corpus-id"])
+        others = rng.sample([d for d in corpus["_id"] if d not in humans], negatives)
+        for position, doc in enumerate(humans + others):
+            rows.append(
+                {
+                    "query_id": qid,
+                    "query": texts.loc[qid, "text"],
+                    "position": position,
+                    "doc_id": doc,
+                    "title": docs.loc[doc, "title"],
+                    "text": docs.loc[doc, "text"],
+                    "is_human_positive": doc in humans,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def relsel_prompts(pools: pd.DataFrame, n: int, window: int, words: int) -> list[list[dict]]:
+    """The first ``n`` RelSel conversations of the cascade for these pools."""
+    template = load_templates("v1", steps=["relsel"])["relsel"]
+    conversations = []
+    for q in group_pools(pools, words):
+        for shown in relsel_windows(q.is_human, window, "fixed_first", query_id=q.query_id):
+            conversations.append(template.render(q.query, [q.texts[i] for i in shown]))
+    if len(conversations) < n:
+        raise SystemExit(f"only {len(conversations)} prompts available, {n} requested")
+    return conversations[:n]
+
+
+def transformers_one_by_one(model_dir: str, prompts, max_tokens: int, dtype: str) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
+    prompt_tokens = output_tokens = 0
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for messages in prompts:
+            ids = tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )["input_ids"]
+            out = model.generate(
+                ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id
+            )
+            prompt_tokens += ids.shape[1]
+            output_tokens += out.shape[1] - ids.shape[1]
+    seconds = time.perf_counter() - started
+    del model
+    return summary(
+        "transformers, one at a time", len(prompts), prompt_tokens, output_tokens, seconds
+    )
+
+
+def vllm_batched(model_dir: str, prompts, max_tokens: int, dtype: str, kv_gib: int) -> dict:
+    os.environ.update(
+        {
+            "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
+            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        }
+    )
+    from utilann.llm import VLLMChat
+
+    chat = VLLMChat(
+        model_dir,
+        dtype=dtype,
+        enforce_eager=True,
+        enable_prefix_caching=True,
+        max_model_len=8192,
+        seed=0,
+    )
+    started = time.perf_counter()
+    gens = chat.chat(prompts, {"temperature": 0.0, "max_tokens": max_tokens}, use_tqdm=False)
+    seconds = time.perf_counter() - started
+    return summary(
+        "vLLM (this stage's backend), batched",
+        len(prompts),
+        sum(g.prompt_tokens for g in gens),
+        sum(g.output_tokens for g in gens),
+        seconds,
+    )
+
+
+def summary(engine: str, n: int, prompt_tokens: int, output_tokens: int, seconds: float) -> dict:
+    return {
+        "engine": engine,
+        "prompts": n,
+        "prompt_tokens": prompt_tokens,
+        "output_tokens": output_tokens,
+        "seconds": round(seconds, 2),
+        "prompts_per_s": n / seconds,
+        "tokens_per_s": (prompt_tokens + output_tokens) / seconds,
+        "output_tokens_per_s": output_tokens / seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", default="resources/models/smollm2-135m-instruct")
+    parser.add_argument("--pools", type=Path, default=None, help="a POOLS Parquet shard")
+    parser.add_argument("--beir", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--prompts", type=int, default=32, help="prompts for vLLM")
+    parser.add_argument("--hf-prompts", type=int, default=6, help="prompts for transformers")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--passage-max-words", type=int, default=40)
+    parser.add_argument("--window-size", type=int, default=8)
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--kv-cache-gib", type=int, default=2)
+    args = parser.parse_args()
+
+    pools = pd.read_parquet(args.pools) if args.pools else beir_pools(args.beir, 64, 15)
+    prompts = relsel_prompts(pools, args.prompts, args.window_size, args.passage_max_words)
+    # transformers first: vLLM lowers the process's torch threads when it starts in-process
+    hf = transformers_one_by_one(
+        args.model_dir, prompts[: args.hf_prompts], args.max_tokens, args.dtype
+    )
+    vl = vllm_batched(args.model_dir, prompts, args.max_tokens, args.dtype, args.kv_cache_gib)
+    table = pd.DataFrame([hf, vl]).set_index("engine")
+    print(table.to_string(float_format="{:.2f}".format))
+    print(
+        f"\nspeed-up (prompts/s): {vl['prompts_per_s'] / hf['prompts_per_s']:.1f}x   "
+        f"(tokens/s: {vl['tokens_per_s'] / hf['tokens_per_s']:.1f}x, "
+        f"output tokens/s: {vl['output_tokens_per_s'] / hf['output_tokens_per_s']:.1f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

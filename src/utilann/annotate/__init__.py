@@ -1,0 +1,13 @@
+"""LLM annotation of candidate pools: RelSel -> pseudo-answer -> UtilSel | UtilRank.
+
+Modules: ``prompts`` (versioned templates), ``windows`` (RelSel windows and the human
+positive's position), ``parse`` (robust output parsing), ``cache`` (content-keyed, crash-safe
+generation store), ``cascade`` (the steps over one shard), ``merge`` (shards -> training labels),
+``report`` (Table 1), ``job`` (file-level entry points used by the Snakemake scripts).
+
+Importing this package never imports vLLM or torch.
+"""
+
+#: Bump when a change of algorithm (windowing, parsing, label derivation) must rerun the
+#: annotation jobs; Snakemake sees it as a changed param. Cached LLM calls are reused.
+CODE_VERSION = "1"

@@ -1,0 +1,190 @@
+"""File-level entry points of the annotation stage (what the Snakemake scripts call).
+
+Every hyper-parameter arrives explicitly (the rule's ``params``) and is written back into the
+Parquet metadata and the manifest, so each artifact says how it was made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from utilann.annotate.cache import GenerationCache
+from utilann.annotate.cascade import Cascade, CascadeSettings, ChatBackend, cascade_steps
+from utilann.annotate.merge import empty_queries, read_shards
+from utilann.annotate.prompts import load_templates
+from utilann.annotate.report import annotation_report, render_markdown, step_summary
+from utilann.io import atomic_path, read_table, write_json, write_table
+from utilann.llm import VLLMChat, vllm_version
+from utilann.schemas import ANNOTATION_REPORT, LABELS, POOLS, RAW
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnnotationJob:
+    """The settings of one shard's annotation job (one field per rule param).
+
+    Attributes:
+        model: the annotator's identity in cache keys and metadata (config ``llm.model``).
+        model_path: where the engine loads it from (HF id or prepared local directory).
+        engine: ``vllm.LLM`` arguments; ``extra`` holds any further ones.
+        env: environment variables set before the engine starts (vLLM-CPU knobs).
+        writer: name of this job's own cache file, e.g. ``demo.shard-0``.
+    """
+
+    model: str
+    model_path: str
+    engine: Mapping[str, Any]
+    env: Mapping[str, str]
+    chat_template_kwargs: Mapping[str, Any]
+    sampling: Mapping[str, Any]
+    prompts: Mapping[str, Any]
+    strategies: Sequence[str]
+    window_size: int
+    position_policy: str
+    seed: int
+    passage_max_words: int
+    chunk_size: int
+    cache_dir: str
+    writer: str
+    code_version: str
+
+    @property
+    def engine_kwargs(self) -> dict[str, Any]:
+        kwargs = {k: v for k, v in self.engine.items() if k != "extra" and v is not None}
+        return {**kwargs, **dict(self.engine.get("extra") or {})}
+
+    @property
+    def sampling_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.sampling.items() if v is not None}
+
+    def settings(self) -> CascadeSettings:
+        return CascadeSettings(
+            model=self.model,
+            dtype=str(self.engine.get("dtype", "auto")),
+            sampling=self.sampling_params,
+            templates=load_templates(
+                self.prompts["version"], self.prompts.get("dir"), cascade_steps(self.strategies)
+            ),
+            strategies=tuple(self.strategies),
+            window_size=self.window_size,
+            position_policy=self.position_policy,
+            seed=self.seed,
+            passage_max_words=self.passage_max_words,
+            chunk_size=self.chunk_size,
+        )
+
+    def start_engine(self) -> ChatBackend:
+        """Create the vLLM engine (only called on a cache miss)."""
+        os.environ.update({k: str(v) for k, v in self.env.items()})
+        return VLLMChat(
+            self.model_path, chat_template_kwargs=self.chat_template_kwargs, **self.engine_kwargs
+        )
+
+
+def _label_metadata(job: AnnotationJob, settings: CascadeSettings) -> dict[str, Any]:
+    return {
+        "model": job.model,
+        "model_path": job.model_path,
+        "dtype": settings.dtype,
+        "sampling": settings.sampling,
+        "prompts": {
+            "version": job.prompts["version"],
+            "dir": job.prompts.get("dir"),
+            "sha256": {step: t.sha256 for step, t in settings.templates.items()},
+        },
+        "strategies": list(settings.strategies),
+        "window_size": settings.window_size,
+        "position_policy": settings.position_policy,
+        "seed": settings.seed,
+        "passage_max_words": settings.passage_max_words,
+        "code_version": job.code_version,
+    }
+
+
+def annotate_shard(
+    job: AnnotationJob,
+    pools_path: str | os.PathLike[str],
+    labels_path: str | os.PathLike[str],
+    raw_path: str | os.PathLike[str],
+    manifest_path: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Run the cascade on one pool shard; write labels, raw outputs and the manifest."""
+    started = time.perf_counter()
+    settings = job.settings()
+    pools = read_table(pools_path, POOLS.names)
+    engine_started = []
+
+    def factory() -> ChatBackend:
+        engine_started.append(True)
+        return job.start_engine()
+
+    with GenerationCache(job.cache_dir, job.writer) as cache:
+        result = Cascade(settings, cache, factory).run(pools)
+        cache_file = str(cache.path)
+
+    meta = _label_metadata(job, settings)
+    meta["vllm_version"] = vllm_version()
+    write_table(result.labels, labels_path, LABELS, meta)
+    write_table(result.raw, raw_path, RAW, meta)
+    steps = {step: st.as_dict() for step, st in result.stats.items()}
+    for step, st in steps.items():
+        log.info("%s: %d calls, %d generated, %d from cache, parse %s",
+                 step, st["calls"], st["generated"], st["cached"], st["parse"])
+    manifest = {
+        **meta,
+        "pools": str(pools_path),
+        "engine": dict(job.engine),
+        "env": dict(job.env),
+        "chunk_size": settings.chunk_size,
+        "cache": {"dir": job.cache_dir, "file": cache_file},
+        "queries": result.queries,
+        "steps": steps,
+        "llm_calls": {
+            k: sum(st[k] for st in steps.values()) for k in ("calls", "generated", "cached")
+        },
+        "engine_started": bool(engine_started),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    write_json(manifest, manifest_path)
+    return manifest
+
+
+def merge_labels(
+    shard_paths: Sequence[str | os.PathLike[str]], out_path: str | os.PathLike[str]
+) -> dict[str, int]:
+    """Write the labels of all shards as one LABELS file; return empty queries per strategy."""
+    labels, meta = read_shards(shard_paths)
+    empty = {s: len(empty_queries(labels, s)) for s in sorted(labels["strategy"].unique())}
+    write_table(labels, out_path, LABELS,
+                {**meta, "shards": len(shard_paths), "empty_queries": empty})
+    log.info("merged %d shards: %d label rows; queries without a positive per strategy: %s",
+             len(shard_paths), len(labels), empty)
+    return empty
+
+
+def write_report(
+    shard_labels: Sequence[str | os.PathLike[str]],
+    shard_raw: Sequence[str | os.PathLike[str]],
+    out_parquet: str | os.PathLike[str],
+    out_markdown: str | os.PathLike[str],
+    thresholds: Sequence[float],
+) -> pd.DataFrame:
+    """Write the per-strategy annotation report (Parquet + Markdown)."""
+    labels, meta = read_shards(shard_labels)
+    raw = pd.concat([read_table(p) for p in shard_raw], ignore_index=True)
+    report = annotation_report(labels, raw, thresholds)
+    settings = {**meta, "utilrank_thresholds": list(thresholds)}
+    write_table(report, out_parquet, ANNOTATION_REPORT, settings)
+    with atomic_path(out_markdown) as tmp:
+        tmp.write_text(render_markdown(report, step_summary(raw), settings), encoding="utf-8")
+    return report

@@ -1,0 +1,127 @@
+"""The settings of one training run, split by the rule that uses them.
+
+Kept free of torch/transformers imports: the Snakefile resolves every run's settings at parse
+time (:mod:`utilann.train.spec`), and that must stay fast. The defaults are the paper's
+(App. D.2, the authors' run.sh; digest 4.3, 9, 10); ``config/schema.yaml`` repeats them as
+JSON-schema defaults, and a unit test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from utilann.labels import EMPTY_POLICIES
+
+LABEL_SOURCES = ("human", "relsel", "utilsel", "utilrank")
+HUMAN_POSITIVE_POLICIES = ("random", "exclusion", "inclusion")
+LOSS_NAMES = ("SingleLH", "Rand1LH", "JointLH", "SumMargLH")
+SINGLE_POSITIVE_LOSSES = frozenset({"SingleLH", "Rand1LH"})
+"""Losses that score one positive per group (the batch builder must use ``pos_one``)."""
+POSITIVE_SAMPLING = ("pos_one", "pos_all", "pos_avg")
+POOLINGS = ("cls", "mean")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{field} must be one of {choices}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainsetSettings:
+    """Label-side settings of one run (the ``build_trainset`` rule's params).
+
+    Attributes:
+        label_source: ``human`` (the pools' human positives) or an LLM strategy.
+        utilrank_threshold: k % of the RelSel list that UtilRank keeps (utilrank only).
+        human_positive: ``random`` (the human passage is a positive only if the LLM chose it),
+            ``exclusion`` (removed from the query's training passages), ``inclusion`` (always a
+            positive); digest 4.6.
+        union_ratio: Positive Union baseline: for this seeded fraction of queries the positives
+            are LLM + human positives (digest 4.7).
+        query_ratio: seeded fraction of the pool's queries to train on (a curriculum stage 2 on
+            20 % of the human labels uses 0.2).
+        empty_policy: ``drop`` queries left without a positive (counted), or ``keep`` them
+            (the losses skip such rows).
+        seed: seed of the query fractions. The same seed picks the same queries in every run,
+            so "the 20 % human-labelled queries" are one set across CL and Positive Union.
+    """
+
+    label_source: str = "human"
+    utilrank_threshold: float = 10.0
+    human_positive: str = "random"
+    union_ratio: float = 0.0
+    query_ratio: float = 1.0
+    empty_policy: str = "drop"
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check_choice("label_source", self.label_source, LABEL_SOURCES)
+        _check_choice("human_positive", self.human_positive, HUMAN_POSITIVE_POLICIES)
+        _check_choice("empty_policy", self.empty_policy, EMPTY_POLICIES)
+        if self.label_source == "human" and (
+            self.human_positive != "random" or self.union_ratio > 0
+        ):
+            raise ValueError(
+                "human_positive and union_ratio apply to LLM label sources only; with "
+                "label_source 'human' keep human_positive 'random' and union_ratio 0"
+            )
+        if self.union_ratio > 0 and self.human_positive != "random":
+            raise ValueError("Positive Union (union_ratio > 0) needs human_positive 'random'")
+        if not 0 < self.query_ratio <= 1 or not 0 <= self.union_ratio <= 1:
+            raise ValueError("query_ratio must be in (0, 1] and union_ratio in [0, 1]")
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether the LLM labels table is an input of this training set."""
+        return self.label_source != "human"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Model and optimisation settings of one run (the ``train`` rule's params).
+
+    Attributes:
+        pooling, normalize, temperature: the bi-encoder
+            (:class:`~utilann.train.model.BiEncoderConfig`).
+        query_max_len, passage_max_len: token caps at training time.
+        loss: one of :data:`LOSS_NAMES`; positive_sampling: one of :data:`POSITIVE_SAMPLING`.
+        lr, epochs, warmup_ratio, weight_decay, max_grad_norm: AdamW with a linear schedule
+            (warmup as a fraction of all steps); the gradient clip is HF Trainer's default.
+        batch_size: queries per device; group_size: passages per query (positives + negatives).
+        precision: autocast dtype on CUDA (fp32 on CPU whatever is asked).
+        negatives_x_device: under torchrun, score against all devices' passages.
+    """
+
+    pooling: str = "cls"
+    normalize: bool = False
+    temperature: float = 1.0
+    query_max_len: int = 32
+    passage_max_len: int = 140
+    loss: str = "SumMargLH"
+    positive_sampling: str = "pos_all"
+    lr: float = 3e-5
+    epochs: int = 2
+    batch_size: int = 16
+    group_size: int = 16
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    precision: str = "fp16"
+    seed: int = 42
+    negatives_x_device: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("loss", self.loss, LOSS_NAMES)
+        _check_choice("positive_sampling", self.positive_sampling, POSITIVE_SAMPLING)
+        _check_choice("precision", self.precision, PRECISIONS)
+        if self.loss in SINGLE_POSITIVE_LOSSES and self.positive_sampling != "pos_one":
+            raise ValueError(
+                f"{self.loss} scores one positive per group: use positive_sampling 'pos_one' "
+                f"(got {self.positive_sampling!r})"
+            )
+        if self.epochs < 1 or self.batch_size < 1 or self.group_size < 2:
+            raise ValueError("epochs and batch_size must be >= 1 and group_size >= 2")
+        if not self.temperature > 0 or not self.lr > 0:
+            raise ValueError("temperature and lr must be > 0")

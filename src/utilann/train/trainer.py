@@ -1,0 +1,257 @@
+"""The training loop: AdamW, linear schedule, autocast on CUDA, optional torchrun/DDP.
+
+A plain loop rather than ``transformers.Trainer``: the authors' ``Trainer`` subclass broke when
+``compute_loss`` changed signature (digest 8.4), and the loop here is short enough to read
+whole. One call trains one stage from an initial checkpoint (the backbone, or another run's
+checkpoint for a curriculum stage 2, which thereby restarts the learning-rate schedule).
+
+Distributed: launched under ``torchrun`` (``WORLD_SIZE`` > 1), every rank takes its own
+``batch_size`` queries of each global batch (so ``batch_size`` is per device, as in the paper's
+16 x 8), and with ``negatives_x_device`` the loss scores them against all ranks' passages.
+Incomplete last global batches are dropped then, since all ranks must gather equal shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from utilann.io import read_metadata, read_table, write_table
+from utilann.schemas import LOSS_CURVE
+from utilann.train.data import TrainQuery, load_training_queries
+from utilann.train.losses import build_loss
+from utilann.train.model import BiEncoder, BiEncoderConfig, load_tokenizer, tokenize
+from utilann.train.sampling import Group, GroupSampler, epoch_batches, n_batches
+from utilann.train.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(
+            rank=int(os.environ.get("RANK", "0")),
+            world_size=world,
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA); sampling uses its own seeded numpy generators."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def autocast_context(device: torch.device, precision: str) -> Any:
+    """fp16/bf16 autocast on CUDA; full precision elsewhere (CPU autocast is slow, not exact)."""
+    if device.type == "cuda" and precision != "fp32":
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        return torch.autocast("cuda", dtype=dtype)
+    return nullcontext()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak accelerator memory on CUDA, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Trainer:
+    """Trains a :class:`BiEncoder` on a TRAINSET table with one of the paper's losses."""
+
+    def __init__(self, settings: TrainSettings, init_dir: str | Path) -> None:
+        self.settings = settings
+        self.dist = Distributed.from_env()
+        self.device = (
+            torch.device("cuda", self.dist.local_rank)
+            if torch.cuda.is_available()
+            else torch.device("cpu")
+        )
+        if self.device.type == "cpu" and settings.precision != "fp32":
+            log.info("no CUDA device: training in fp32 instead of %s", settings.precision)
+        seed_everything(settings.seed)
+        self.tokenizer = load_tokenizer(init_dir)
+        config = BiEncoderConfig.from_mapping(asdict(settings))
+        self.model = BiEncoder.from_pretrained(init_dir, config=config).to(self.device)
+        self.loss_fn = build_loss(
+            settings.loss,
+            similarity=self.model.similarity,
+            gather_across_devices=settings.negatives_x_device,
+        )
+
+    def fit(self, trainset: pd.DataFrame, curve_path: str | Path | None = None) -> dict[str, Any]:
+        """Train for ``epochs``; write the loss curve; return throughput statistics."""
+        s = self.settings
+        queries, passages = load_training_queries(trainset)
+        if not queries:
+            raise ValueError("the training set has no query")
+        sampler = GroupSampler(s.positive_sampling, s.group_size, s.seed, queries)
+        model: torch.nn.Module = self.model
+        if self.dist.world_size > 1:
+            model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        model.train()
+        global_batch = s.batch_size * self.dist.world_size
+        distributed = self.dist.world_size > 1
+        steps_per_epoch = n_batches(len(queries), global_batch, drop_last=distributed)
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"{len(queries)} queries are fewer than one global batch of {global_batch}"
+            )
+        total = steps_per_epoch * s.epochs
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        schedule = get_linear_schedule_with_warmup(optimizer, int(s.warmup_ratio * total), total)
+        use_scaler = self.device.type == "cuda" and s.precision == "fp16"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+        curve: list[dict[str, Any]] = []
+        start = time.perf_counter()
+        n_queries = n_passages = 0
+        progress = tqdm(total=total, desc="train", disable=not self.dist.is_main)
+        for epoch in range(s.epochs):
+            for batch in self._local_batches(len(queries), global_batch, epoch, distributed):
+                groups = [sampler.group(queries[i], epoch) for i in batch]
+                with autocast_context(self.device, s.precision):
+                    loss = self._step_loss(model, [queries[i] for i in batch], groups, passages)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.step()
+                n_queries += len(batch) * self.dist.world_size
+                n_passages += len(batch) * s.group_size * self.dist.world_size
+                curve.append(
+                    {
+                        "step": len(curve) + 1,
+                        "epoch": epoch,
+                        "loss": self._mean_across_ranks(loss.detach()),
+                        "lr": schedule.get_last_lr()[0],
+                        "grad_norm": float(grad_norm),
+                        "queries": len(batch) * self.dist.world_size,
+                        "passages": len(batch) * s.group_size * self.dist.world_size,
+                        "elapsed_s": time.perf_counter() - start,
+                    }
+                )
+                progress.update()
+                progress.set_postfix(epoch=epoch, loss=f"{curve[-1]['loss']:.4f}")
+        progress.close()
+        elapsed = time.perf_counter() - start
+        stats = {
+            "steps": len(curve),
+            "queries": len(queries),
+            "train_seconds": elapsed,
+            "queries_per_s": n_queries / elapsed,
+            "passages_per_s": n_passages / elapsed,
+            "peak_memory_mb": peak_memory_mb(self.device),
+            "final_loss": curve[-1]["loss"],
+            "world_size": self.dist.world_size,
+            "device": str(self.device),
+        }
+        if curve_path is not None and self.dist.is_main:
+            write_table(
+                pd.DataFrame(curve), curve_path, LOSS_CURVE, {"settings": asdict(s), **stats}
+            )
+        log.info("training done: %s", stats)
+        return stats
+
+    def _local_batches(
+        self, n_queries: int, global_batch: int, epoch: int, distributed: bool
+    ) -> Iterator[list[int]]:
+        """This rank's slice of each global batch (the whole batch when not distributed)."""
+        per_rank = self.settings.batch_size
+        lo = self.dist.rank * per_rank
+        for batch in epoch_batches(n_queries, global_batch, epoch, self.settings.seed, distributed):
+            yield batch[lo : lo + per_rank]
+
+    def _step_loss(
+        self,
+        model: torch.nn.Module,
+        batch: list[TrainQuery],
+        groups: list[Group],
+        passages: dict[str, str],
+    ) -> torch.Tensor:
+        """Encode the batch's queries and group passages and apply the loss."""
+        s = self.settings
+        q = tokenize(self.tokenizer, [x.text for x in batch], s.query_max_len, self.device)
+        p = tokenize(
+            self.tokenizer,
+            [passages[d] for g in groups for d in g.doc_ids],
+            s.passage_max_len,
+            self.device,
+        )
+        q_emb, p_emb = model(q, p)  # through the DDP wrapper when distributed
+        mask = torch.tensor([g.positive for g in groups], dtype=torch.bool, device=self.device)
+        return self.loss_fn(q_emb, p_emb, mask)
+
+    def _mean_across_ranks(self, value: torch.Tensor) -> float:
+        if self.dist.world_size > 1:
+            value = value.clone()
+            dist.all_reduce(value)
+            value /= self.dist.world_size
+        return float(value)
+
+    def save(self, out_dir: str | Path, extra: dict[str, Any]) -> None:
+        """Write the checkpoint (rank 0) into a sibling temp dir, then move it into place."""
+        if not self.dist.is_main:
+            return
+        out = Path(out_dir)
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(
+            tmp, self.tokenizer, {"training": asdict(self.settings), **extra}
+        )
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+
+
+def train_run(
+    init_dir: str | Path,
+    trainset_path: str | Path,
+    out_dir: str | Path,
+    curve_path: str | Path,
+    settings: TrainSettings,
+) -> dict[str, Any]:
+    """Train one run from ``init_dir`` on a TRAINSET file; save checkpoint and loss curve.
+
+    The checkpoint's ``biencoder.json`` records the settings, the training set's label
+    statistics and the throughput figures.
+    """
+    trainer = Trainer(settings, init_dir)
+    stats = trainer.fit(read_table(trainset_path), curve_path)
+    trainer.save(out_dir, {"trainset": read_metadata(trainset_path), "stats": stats})
+    return stats

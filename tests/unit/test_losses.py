@@ -1,0 +1,188 @@
+"""The paper's losses against values worked out by hand, and their gradients.
+
+Scores are chosen as logs of small integers so that every softmax is a simple fraction:
+row 0: exp(s) = [1, 2, 1] -> p = [1/4, 1/2, 1/4], positives at columns 0 and 1;
+row 1: exp(s) = [3, 1, 1] -> p = [3/5, 1/5, 1/5], positive at column 0;
+row 2: no positive (skipped by every loss).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from utilann.train.losses import (
+    JointLH,
+    Rand1LH,
+    SingleLH,
+    SumMargLH,
+    build_loss,
+    group_targets,
+)
+
+LN = math.log
+SCORES = torch.tensor(
+    [[0.0, LN(2), 0.0], [LN(3), 0.0, 0.0], [LN(5), LN(7), 0.0]], dtype=torch.float64
+)
+TARGETS = torch.tensor([[True, True, False], [True, False, False], [False, False, False]])
+
+# row 0 / row 1 losses by hand; the mean is over the two rows that have a positive.
+EXPECTED = {
+    # -log p(first positive): row 0 -log(1/4), row 1 -log(3/5)
+    SingleLH: (LN(4) + LN(5 / 3)) / 2,
+    Rand1LH: (LN(4) + LN(5 / 3)) / 2,
+    # -sum log p(d+): row 0 -log(1/4) - log(1/2) = log 8
+    JointLH: (LN(8) + LN(5 / 3)) / 2,
+    # -log sum p(d+): row 0 -log(3/4)
+    SumMargLH: (LN(4 / 3) + LN(5 / 3)) / 2,
+}
+
+
+@pytest.mark.parametrize("cls", list(EXPECTED), ids=lambda c: c.name)
+def test_loss_matches_hand_computation(cls):
+    loss = cls().compute_loss_from_scores(SCORES, TARGETS)
+    assert loss.item() == pytest.approx(EXPECTED[cls], abs=1e-12)
+
+
+@pytest.mark.parametrize("cls", list(EXPECTED), ids=lambda c: c.name)
+def test_no_positive_anywhere_gives_attached_zero(cls):
+    scores = SCORES.clone().requires_grad_(True)
+    loss = cls().compute_loss_from_scores(scores, torch.zeros_like(TARGETS))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.count_nonzero(scores.grad) == 0
+
+
+def test_row_without_positive_does_not_change_the_mean():
+    one_row = SumMargLH().compute_loss_from_scores(SCORES[:2], TARGETS[:2])
+    with_empty = SumMargLH().compute_loss_from_scores(SCORES, TARGETS)
+    assert one_row.item() == pytest.approx(with_empty.item(), abs=1e-12)
+
+
+def test_summarg_is_finite_where_the_clamped_softmax_underflows():
+    scores = torch.tensor([[-200.0, 0.0, 0.0]], dtype=torch.float32)
+    loss = SumMargLH().compute_loss_from_scores(scores, torch.tensor([[True, False, False]]))
+    # -log(e^-200 / (e^-200 + 2)) = 200 + log 2 (the authors' clamp would give -log 1e-9 = 20.7)
+    assert loss.item() == pytest.approx(200 + LN(2), rel=1e-6)
+
+
+def _grad(cls, scores, targets):
+    scores = scores.clone().requires_grad_(True)
+    cls().compute_loss_from_scores(scores, targets).backward()
+    return scores.grad[0]
+
+
+def test_summarg_gradient_spreads_in_proportion_to_probability():
+    # exp(s) = [1, 2, 3, 4]: p = [.1, .2, .3, .4]; positives 0-2 hold P+ = .6.
+    scores = torch.log(torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64))
+    targets = torch.tensor([[True, True, True, False]])
+    grad = _grad(SumMargLH, scores, targets)
+    # dL/ds_j = p_j - p_j / P+ = p_j * (1 - 1/.6) = -2/3 p_j on positives; p_j on negatives.
+    expected = torch.tensor([-1 / 15, -2 / 15, -3 / 15, 0.4], dtype=torch.float64)
+    assert torch.allclose(grad, expected, atol=1e-12)
+    assert grad[1] / grad[0] == pytest.approx(2.0) and grad[2] / grad[0] == pytest.approx(3.0)
+
+    # JointLH: dL/ds_j = n+ p_j - 1 = [-.7, -.4, -.1] on positives, 3 p_j = 1.2 on the negative:
+    # every positive gets the same pull of -1, so the least likely one is pushed hardest.
+    joint = _grad(JointLH, scores, targets)
+    assert torch.allclose(joint, torch.tensor([-0.7, -0.4, -0.1, 1.2], dtype=torch.float64))
+    p = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    assert torch.allclose(joint[:3] - 3 * p, torch.full((3,), -1.0, dtype=torch.float64))
+
+
+def test_group_targets_marks_only_the_own_group():
+    group_mask = torch.tensor([[True, False], [True, True]])
+    expected = torch.tensor(
+        [
+            [False, False, True, False, False, False],
+            [False, False, False, False, True, True],
+        ]
+    )
+    assert torch.equal(group_targets(group_mask, n_groups=3, row_offset=1), expected)
+
+
+def test_forward_scores_in_batch_and_hard_negatives():
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    p = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    group_mask = torch.tensor([[True, False], [True, False]])
+    # scores = q p^T = [[1, 0, 0, 1], [2, 2, 2, 0]]; row 0 target col 0, row 1 col 2.
+    row0 = -LN(math.e / (math.e + 1 + 1 + math.e))
+    row1 = -LN(math.e**2 / (3 * math.e**2 + 1))
+    loss = SingleLH()(q, p, group_mask)
+    assert loss.item() == pytest.approx((row0 + row1) / 2, abs=1e-12)
+
+
+def test_build_loss_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown loss"):
+        build_loss("InfoNCE")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gathered_worker(rank, world, port, q_all, p_all, mask_all, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        q = q_all.clone().requires_grad_(True)
+        p = p_all.clone().requires_grad_(True)
+        b = q_all.shape[0] // world
+        g = p_all.shape[0] // q_all.shape[0]
+        loss = SumMargLH(gather_across_devices=True)(
+            q[rank * b : (rank + 1) * b],
+            p[rank * b * g : (rank + 1) * b * g],
+            mask_all[rank * b : (rank + 1) * b],
+        )
+        loss.backward()
+        out[rank] = (loss.detach(), q.grad, p.grad)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_cross_device_gather_equals_one_big_batch():
+    """Two gloo ranks with gathered negatives give the single-process loss and gradient."""
+    torch.manual_seed(0)
+    q_all = torch.randn(4, 3, dtype=torch.float64)
+    p_all = torch.randn(8, 3, dtype=torch.float64)
+    mask_all = torch.tensor([[True, False], [True, True], [False, False], [True, False]])
+
+    q_ref = q_all.clone().requires_grad_(True)
+    p_ref = p_all.clone().requires_grad_(True)
+    ref = SumMargLH()(q_ref, p_ref, mask_all)
+    ref.backward()
+
+    out = mp.Manager().dict()
+    mp.spawn(
+        _gathered_worker, args=(2, _free_port(), q_all, p_all, mask_all, out), nprocs=2, join=True
+    )
+    # Each rank averages over its own rows with a positive (2 and 1 here): DDP then averages
+    # the ranks. The reference is therefore the mean of the two per-rank means.
+    rank_losses = [out[r][0].item() for r in range(2)]
+    rows = SumMargLH().row_losses(
+        (q_all @ p_all.T)[[0, 1, 3]], group_targets(mask_all, 4)[[0, 1, 3]]
+    )
+    assert rank_losses[0] == pytest.approx(rows[:2].mean().item(), abs=1e-10)
+    assert rank_losses[1] == pytest.approx(rows[2].item(), abs=1e-10)
+    # Gradients: DDP's average of the ranks' gradients = gradient of the mean of rank losses.
+    q_mean = (out[0][1] + out[1][1]) / 2
+    p_mean = (out[0][2] + out[1][2]) / 2
+    q_ref2 = q_all.clone().requires_grad_(True)
+    p_ref2 = p_all.clone().requires_grad_(True)
+    scores = q_ref2 @ p_ref2.T
+    targets = group_targets(mask_all, 4)
+    per_rank = [
+        SumMargLH().compute_loss_from_scores(scores[:2], targets[:2]),
+        SumMargLH().compute_loss_from_scores(scores[2:], targets[2:]),
+    ]
+    ((per_rank[0] + per_rank[1]) / 2).backward()
+    assert torch.allclose(q_mean, q_ref2.grad, atol=1e-10)
+    assert torch.allclose(p_mean, p_ref2.grad, atol=1e-10)
+    assert ref.item() == pytest.approx(rows.mean().item(), abs=1e-10)

@@ -1,0 +1,31 @@
+"""Label one run's training queries from the pools (and LLM labels): a TRAINSET table."""
+
+import pandas as pd
+
+from utilann import schemas
+from utilann.io import read_table, write_table
+from utilann.logs import script_logging
+from utilann.train.data import build_trainset
+from utilann.train.settings import TrainsetSettings
+
+params = dict(snakemake.params.labels)
+code_version = params.pop("code_version")
+if params["utilrank_threshold"] is None:  # not a utilrank run: the cut does not apply
+    params.pop("utilrank_threshold")
+with script_logging(snakemake.log[0], "build_trainset") as log:
+    pools = pd.concat([read_table(p) for p in snakemake.input.pools], ignore_index=True)
+    labels = read_table(snakemake.input.labels) if "labels" in snakemake.input.keys() else None
+    rows, stats = build_trainset(pools, labels, TrainsetSettings(**params))
+    meta = {
+        "run": snakemake.wildcards.run,
+        "settings": params,
+        "code_version": code_version,
+        **stats,
+    }
+    write_table(rows, snakemake.output.trainset, schemas.TRAINSET, meta)
+    log.info(
+        "%d queries (%d dropped without a positive), %.2f positives per query",
+        stats["queries"],
+        stats["queries_dropped"],
+        stats["mean_positives"],
+    )

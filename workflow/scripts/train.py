@@ -1,0 +1,47 @@
+"""Train one run: in this process on one device, or via torchrun with one process per GPU."""
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from utilann.logs import script_logging
+from utilann.train.settings import TrainSettings
+from utilann.train.trainer import train_run
+
+inp, out, p = snakemake.input, snakemake.output, snakemake.params
+settings = TrainSettings(**p.settings)
+with script_logging(snakemake.log[0], "train") as log:
+    if p.world_size > 1:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={p.world_size}",
+            "-m",
+            "utilann.train",
+            "--init",
+            inp.init,
+            "--trainset",
+            inp.trainset,
+            "--output",
+            out.model,
+            "--curve",
+            out.curve,
+            "--settings",
+            json.dumps(p.settings),
+        ]
+        log.info("launching %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+    else:
+        torch.set_num_threads(snakemake.threads)
+        stats = train_run(inp.init, inp.trainset, out.model, out.curve, settings)
+        log.info(
+            "%d steps, %.1f queries/s, %.1f passages/s, peak %.0f MB",
+            stats["steps"],
+            stats["queries_per_s"],
+            stats["passages_per_s"],
+            stats["peak_memory_mb"],
+        )
