@@ -174,7 +174,8 @@ def test_checkpoint_and_loss_curve(wf, run):
     curve = pd.read_parquet(wf.workdir / EXP / "train" / run / "loss_curve.parquet")
     n_queries = saved["trainset"]["queries"]
     assert list(curve["step"]) == list(range(1, math.ceil(n_queries / 8) + 1))
-    assert curve["loss"].map(math.isfinite).all() and (curve["loss"] > 0).all()
+    # >= 0: a batch whose positives hold all the float32 softmax mass scores exactly 0
+    assert curve["loss"].map(math.isfinite).all() and (curve["loss"] >= 0).all()
     assert curve["queries"].sum() == n_queries
 
 

@@ -14,32 +14,6 @@
 # protected(): a params change (e.g. a new prompt version) must be able to rerun the job, and
 # the expensive part - the generations - survives in the cache anyway.
 
-from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
-from utilann.annotate.cascade import cascade_steps
-from utilann.annotate.prompts import load_templates
-
-ANN = f"{EXP}/annotation"
-
-
-def annotation_shard_files(name):
-    """`name` (labels.parquet, raw.parquet, ...) of every annotation shard."""
-    return expand(f"{ANN}/shard-{{shard}}/{name}", shard=pool_shards())
-
-
-def annotation_prompts():
-    """The template selection plus each template file's hash: editing a template in place
-    (same version) is a params change too; the cache then skips the steps it did not touch.
-    """
-    selected = config["annotation"]["prompts"]
-    steps = cascade_steps(config["annotation"]["strategies"])
-    templates = load_templates(selected["version"], selected["dir"], steps)
-    return {**selected, "sha256": {step: t.sha256 for step, t in templates.items()}}
-
-
-def annotation_writer(wildcards):
-    """This job's own file in the LLM cache: stable across reruns, unique across jobs."""
-    return f"{config['experiment']}.shard-{wildcards.shard}"
-
 
 rule annotate_shard:
     input:

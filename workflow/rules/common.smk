@@ -528,3 +528,56 @@ def repo_file(path):
     if os.path.isabs(path) or os.path.exists(path):
         return path
     return os.path.join(workflow.basedir, path)
+
+
+# --- models (models.smk) ---
+
+import re
+
+
+def packaged_llm(name):
+    """The `llm.packaged` entry of model `name`, or None for hub ids and local paths."""
+    return (config["llm"].get("packaged") or {}).get(name)
+
+
+def llm_model_path(name):
+    """Where the engine loads model `name` from."""
+    return f"{MODELS}/{name}" if packaged_llm(name) else name
+
+
+def llm_model_input(name):
+    """Snakemake input for model `name`: the prepared directory, if the workflow makes it."""
+    return [llm_model_path(name)] if packaged_llm(name) else []
+
+
+def prepare_llm_spec(wildcards):
+    return packaged_llm(wildcards.llm)
+
+
+# --- annotation (annotate.smk) ---
+
+from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
+from utilann.annotate.cascade import cascade_steps
+from utilann.annotate.prompts import load_templates
+
+ANN = f"{EXP}/annotation"
+
+
+def annotation_shard_files(name):
+    """`name` (labels.parquet, raw.parquet, ...) of every annotation shard."""
+    return expand(f"{ANN}/shard-{{shard}}/{name}", shard=pool_shards())
+
+
+def annotation_prompts():
+    """The template selection plus each template file's hash: editing a template in place
+    (same version) is a params change too; the cache then skips the steps it did not touch.
+    """
+    selected = config["annotation"]["prompts"]
+    steps = cascade_steps(config["annotation"]["strategies"])
+    templates = load_templates(selected["version"], selected["dir"], steps)
+    return {**selected, "sha256": {step: t.sha256 for step, t in templates.items()}}
+
+
+def annotation_writer(wildcards):
+    """This job's own file in the LLM cache: stable across reruns, unique across jobs."""
+    return f"{config['experiment']}.shard-{wildcards.shard}"

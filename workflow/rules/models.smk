@@ -3,27 +3,6 @@
 # Stages that run an LLM use llm_model_path()/llm_model_input() for any model name, so a
 # hub id or a local directory works the same way (nothing to prepare then).
 
-import re
-
-
-def packaged_llm(name):
-    """The `llm.packaged` entry of model `name`, or None for hub ids and local paths."""
-    return (config["llm"].get("packaged") or {}).get(name)
-
-
-def llm_model_path(name):
-    """Where the engine loads model `name` from."""
-    return f"{MODELS}/{name}" if packaged_llm(name) else name
-
-
-def llm_model_input(name):
-    """Snakemake input for model `name`: the prepared directory, if the workflow makes it."""
-    return [llm_model_path(name)] if packaged_llm(name) else []
-
-
-def prepare_llm_spec(wildcards):
-    return packaged_llm(wildcards.llm)
-
 
 rule prepare_llm:
     output:
