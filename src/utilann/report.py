@@ -58,6 +58,7 @@ class ReportTable:
         notes: sentences printed under the table.
         decimals: decimals of ``pct`` and ``float`` cells.
         bold_best: bold the highest value of each ``pct`` column (when it has two or more values).
+        best_by: ``column`` (runs are rows) or ``row`` (runs are columns, as in Table 3).
     """
 
     key: str
@@ -68,8 +69,11 @@ class ReportTable:
     notes: list[str] = field(default_factory=list)
     decimals: int = 1
     bold_best: bool = True
+    best_by: str = "column"
 
     def __post_init__(self) -> None:
+        if self.best_by not in ("column", "row"):
+            raise ValueError(f"best_by must be 'column' or 'row', got {self.best_by!r}")
         unknown = {f for f in self.formats.values() if f not in FORMATS}
         if unknown:
             raise ValueError(f"unknown column format(s) {sorted(unknown)}; expected {FORMATS}")
@@ -97,16 +101,22 @@ class ReportTable:
         return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
     def best(self) -> pd.DataFrame:
-        """Cells shown in bold: the (rounded) maximum of each pct column, unless all are equal."""
+        """Cells shown in bold: the (rounded) maximum of each pct column (or row, see
+        ``best_by``), unless all its values are equal."""
         mask = pd.DataFrame(False, index=self.values.index, columns=self.values.columns)
-        if not self.bold_best or len(self.values) < 2:
+        if not self.bold_best:
             return mask
-        for j, column in enumerate(self.values.columns):
-            if self.column_format(column) != "pct":
-                continue
-            shown = pd.to_numeric(self.values.iloc[:, j], errors="coerce").mul(100).round(self.decimals)
-            if shown.notna().sum() >= 2 and shown.max() > shown.min():  # all equal: no best
-                mask.iloc[:, j] = (shown == shown.max()).to_numpy()
+        pct = [j for j, c in enumerate(self.values.columns) if self.column_format(c) == "pct"]
+        shown = self.values.iloc[:, pct].apply(pd.to_numeric, errors="coerce").mul(100).round(self.decimals)
+        lines = shown.T if self.best_by == "row" else shown
+        for j in range(lines.shape[1]):
+            line = lines.iloc[:, j]
+            if line.notna().sum() >= 2 and line.max() > line.min():  # all equal: no best
+                hits = (line == line.max()).to_numpy()
+                if self.best_by == "row":
+                    mask.iloc[j, pct] = hits
+                else:
+                    mask.iloc[:, pct[j]] = hits
         return mask
 
     @property
@@ -368,6 +378,7 @@ def dataset_table(
         values=data,
         markers=marks,
         notes=list(notes),
+        best_by="row",
     )
 
 
@@ -456,13 +467,15 @@ class Component:
     """A setting of Table 6 and the run keys that make it up.
 
     Runs belong to one comparison when they pass ``member`` and agree on every key outside
-    ``keys``; ``one_per`` keeps the first run (config order) per value of those keys.
+    ``keys``; ``one_per`` keeps one run per value of those keys: the first (config order) for
+    which ``prefer`` is true, else the first.
     """
 
     name: str
     keys: frozenset[str]
     member: Callable[[Mapping[str, Any]], bool]
     one_per: tuple[str, ...] = ()
+    prefer: Callable[[Mapping[str, Any]], bool] = lambda spec: True
 
 
 def _single_stage(spec: Mapping[str, Any]) -> bool:
@@ -483,12 +496,21 @@ def _llm_labels(spec: Mapping[str, Any]) -> bool:
     return spec.get("label_source") != "human"
 
 
+PAPER_LOSS = {"human": "SingleLH", "relsel": "SumMargLH", "utilsel": "SumMargLH", "utilrank": "Rand1LH"}
+"""The loss the paper trains each label source with (Table 6's strategy rows, digest 10.9)."""
+
+
+def _paper_loss(spec: Mapping[str, Any]) -> bool:
+    return spec.get("loss") == PAPER_LOSS.get(str(spec.get("label_source")))
+
+
 COMPONENTS = (
     Component(
         "annotation strategy",
         frozenset({"label_source", "utilrank_threshold", "loss", "positive_sampling"}),
         lambda s: _single_stage(s) and s.get("human_positive", "random") == "random",
         one_per=("label_source",),
+        prefer=_paper_loss,
     ),
     Component("loss", frozenset({"loss", "positive_sampling"}), lambda s: True),
     Component(
@@ -551,9 +573,10 @@ def controlled_groups(
         for members in parts.values():
             if component.one_per:
                 chosen: dict[tuple, str] = {}
-                for name in members:
+                ranked = sorted(members, key=lambda n: not component.prefer(normal[n]))  # stable
+                for name in ranked:
                     chosen.setdefault(tuple(repr(normal[name].get(k)) for k in component.one_per), name)
-                members = list(chosen.values())
+                members = [n for n in members if n in chosen.values()]
             if len(members) < 2 or frozenset(members) in seen:
                 continue
             varying = tuple(
@@ -755,6 +778,7 @@ def plot_threshold_sweep(
     for ax in (left, right):
         if ticks:
             ax.set_xticks(ticks)
+            ax.set_xlim(min(ticks) - 5, max(ticks) + 5)
         ax.grid(alpha=0.3)
     fig.suptitle("Figure 3b: UtilRank threshold")
     fig.tight_layout()

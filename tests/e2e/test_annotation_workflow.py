@@ -9,11 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def default_shards() -> int:
+    """pools.shards of the embedded default config."""
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())["pools"]["shards"]
 
 
 def dry_run(workdir: Path, *args: str) -> dict[str, int]:
@@ -34,8 +40,7 @@ def dry_run(workdir: Path, *args: str) -> dict[str, int]:
 
 def test_default_targets_include_the_annotation_report(tmp_path):
     jobs = dry_run(tmp_path)
-    shards = 2  # config/config.yaml pools.shards
-    assert jobs["annotate_shard"] == shards
+    assert jobs["annotate_shard"] == default_shards()
     assert jobs["prepare_llm"] == 1
     assert jobs["annotation_report"] == 1
     assert jobs["build_pools"] == 1
@@ -43,5 +48,5 @@ def test_default_targets_include_the_annotation_report(tmp_path):
 
 def test_labels_target_plans_exactly_the_annotation_chain(tmp_path):
     jobs = dry_run(tmp_path, "--", "results/demo/annotation/labels.parquet")
-    assert jobs["merge_annotation"] == 1 and jobs["annotate_shard"] == 2
+    assert jobs["merge_annotation"] == 1 and jobs["annotate_shard"] == default_shards()
     assert "annotation_report" not in jobs and "train" not in jobs

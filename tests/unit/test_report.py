@@ -147,6 +147,9 @@ def test_dataset_table_average_only_over_complete_runs():
     assert table.values.loc["Average", "bm25"] == pytest.approx((0.679 + 0.30) / 2)
     assert math.isnan(table.values.loc["Average", "zeroshot"])  # no scifact value
     assert table.marker(0, 0) == "-" and table.marker(2, 0) == ""
+    best = table.best()  # runs are columns: the best run of each dataset (row) is bold
+    assert list(best.loc["scifact/test"]) == [False, False, True]
+    assert list(best.loc["nq/test"]) == [False, False, True]
 
 
 # --- Tables 4/5 ---------------------------------------------------------------------------
@@ -204,6 +207,13 @@ def test_controlled_groups_follow_the_paper_components():
     assert groups["UtilRank threshold"].runs == ("utilrank", "utilrank-30")
     assert all("lr-variant" not in g.runs for g in groups.values())
     assert all("human" not in g.runs for g in groups.values())
+
+
+def test_strategy_comparison_prefers_the_papers_loss_over_config_order():
+    specs = {"utilsel-joint": SPECS["utilsel-joint"], **{k: SPECS[k] for k in ("relsel", "utilsel", "utilrank")}}
+    groups = {g.component: g for g in R.controlled_groups(specs)}
+    assert groups["annotation strategy"].runs == ("relsel", "utilsel", "utilrank")
+    assert groups["loss"].runs == ("utilsel-joint", "utilsel")
 
 
 def test_controlled_groups_do_not_repeat_the_same_runs():
