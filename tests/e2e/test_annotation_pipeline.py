@@ -42,12 +42,6 @@ SCIFACT = Path(os.environ.get("UTILANN_SCIFACT", REPO.parent / "shared" / "data"
 MODEL = "smollm2-135m-instruct"
 N_QUERIES, N_NEGATIVES = 5, 11
 TARGETS = ["results/e2e/annotation/labels.parquet", "results/e2e/annotation/report.parquet"]
-RELSEL_FINAL = """final: |-
-  Question: {query}
-  Reply only with the numbers of the passages relevant to the question,
-  each in square brackets, after "My selection:".
-"""
-
 SNAKEFILE = f"""
 from snakemake.utils import validate
 
@@ -89,16 +83,13 @@ def build_pools(path: Path) -> None:
 
 
 def e2e_prompts(root: Path) -> Path:
-    """The packaged v1 templates as version ``e2e``, with a terser RelSel instruction.
+    """The packaged ``v1-small`` templates (the demo's) as version ``e2e`` in a folder of the
+    test's own, so that tests can write further versions beside it.
 
-    SmolLM2-135M mostly ignores v1's RelSel instruction (it copies the ``[i]`` placeholder);
-    with this wording it answers with passage numbers often enough that the pseudo-answer
-    and utility steps get real work in these tests.
+    SmolLM2-135M copies v1's ``[i],[j]`` format example; with v1-small's terse instruction it
+    answers with passage numbers often enough that the later steps get real work.
     """
-    shutil.copytree(REPO / "src" / "utilann" / "prompts" / "v1", root / "e2e")
-    relsel = root / "e2e" / "relsel.yaml"
-    text = relsel.read_text()
-    relsel.write_text(text[: text.index("final: |-")] + RELSEL_FINAL)
+    shutil.copytree(REPO / "src" / "utilann" / "prompts" / "v1-small", root / "e2e")
     return root
 
 
@@ -294,7 +285,10 @@ def test_new_prompt_version_regenerates_only_its_step(fresh, tmp_path):
     shutil.copytree(fresh.config["annotation"]["prompts"]["dir"], prompts)
     shutil.copytree(prompts / "e2e", prompts / "v2")
     utilsel = prompts / "v2" / "utilsel.yaml"
-    utilsel.write_text(utilsel.read_text().replace("Do not explain", "Never explain"))
+    text = utilsel.read_text()
+    reworded = text.replace("final: |-\n", "final: |-\n  Be brief.\n")
+    assert reworded != text
+    utilsel.write_text(reworded)
     config = json.loads(json.dumps(fresh.config))
     config["annotation"]["prompts"] = {"version": "v2", "dir": str(prompts)}
     fresh.write_config(config)

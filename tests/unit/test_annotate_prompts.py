@@ -24,9 +24,11 @@ def v1():
     return load_templates("v1")
 
 
-def test_packaged_v1_has_every_step(v1):
-    assert set(v1) == set(STEPS)
-    assert all(len(t.sha256) == 64 and t.version == "v1" for t in v1.values())
+@pytest.mark.parametrize("version", ["v1", "v1-small"])
+def test_packaged_versions_have_every_step(version):
+    templates = load_templates(version)
+    assert set(templates) == set(STEPS)
+    assert all(len(t.sha256) == 64 and t.version == version for t in templates.values())
 
 
 @pytest.mark.parametrize("step", ["relsel", "utilsel", "utilrank"])

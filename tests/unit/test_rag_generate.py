@@ -170,3 +170,25 @@ def test_prompt_key_depends_on_model_sampling_and_messages():
 )
 def test_clean_prediction(raw, expected):
     assert clean_prediction(raw) == expected
+
+
+def test_select_questions_keeps_answerable_queries_of_the_split_and_samples_stably():
+    from utilann.rag.job import select_questions
+
+    answers = pd.DataFrame(
+        {
+            "query_id": [10, 2, 3, 4, 5, 6],
+            "answers": [["a"], ["b"], [], ["d"], ["e"], ["f"]],
+        }
+    )
+    qrels = pd.DataFrame(
+        {
+            "query_id": ["10", "2", "3", "4", "5", "6"],
+            "split": ["test", "test", "test", "test", "test", "dev"],
+        }
+    )
+    every = select_questions(answers, qrels, "test", None, seed=0)
+    assert list(every["query_id"]) == ["10", "2", "4", "5"]  # string ids, sorted; 3 unanswerable
+    capped = select_questions(answers, qrels, "test", 2, seed=0)
+    assert len(capped) == 2 and set(capped["query_id"]) <= set(every["query_id"])
+    assert capped.equals(select_questions(answers.iloc[::-1], qrels, "test", 2, seed=0))

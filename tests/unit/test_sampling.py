@@ -230,6 +230,13 @@ def test_utilrank_threshold_cuts_the_relsel_list(pools, labels, k, expected):
     assert positives_of(rows) == {"q1": expected, "q2": {"e1"}}
 
 
+@pytest.mark.parametrize("policy", ["drop", "keep"])
+def test_labels_without_any_positive_fail_naming_the_cause(pools, labels, policy):
+    nothing = labels.assign(selected=False)
+    with pytest.raises(ValueError, match="all 2 selected queries are without one under label_source 'utilsel'"):
+        build_trainset(pools, nothing, TrainsetSettings("utilsel", empty_policy=policy))
+
+
 def test_llm_source_without_labels_is_an_error(pools):
     with pytest.raises(ValueError, match="needs the LLM labels"):
         build_trainset(pools, None, TrainsetSettings("relsel"))

@@ -80,7 +80,7 @@ rule annotation_report:
         markdown=report(
             f"{ANN}/report.md",
             caption="../report/annotation.rst",
-            category="Annotation",
+            category="1. Annotation",
         ),
     log:
         f"{LOGS}/annotation/report.log",

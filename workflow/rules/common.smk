@@ -581,3 +581,119 @@ def annotation_prompts():
 def annotation_writer(wildcards):
     """This job's own file in the LLM cache: stable across reruns, unique across jobs."""
     return f"{config['experiment']}.shard-{wildcards.shard}"
+
+
+# --- training (train.smk) ---
+
+from utilann.train.backbones import backbone_slug
+from utilann.train.spec import resolve_runs, zeroshot_spec
+
+TRAINING = config["training"]
+TRAIN_RESOURCES = TRAINING["resources"]
+RUN_SPECS = resolve_runs(TRAINING)
+ZEROSHOT = zeroshot_spec(TRAINING)
+BACKBONES = {s.backbone_slug: s.backbone for s in [ZEROSHOT, *RUN_SPECS.values()]}
+# Snakemake does not track library code: bump when a change of algorithm must retrain.
+TRAIN_CODE_VERSION = 1
+
+
+def names_regex(names):
+    """A wildcard regex matching exactly ``names`` (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def encoder_dir(backbone):
+    return f"{MODELS}/encoders/{backbone_slug(backbone)}"
+
+
+def checkpoint_dir(run):
+    """The model directory a dense run encodes with (the bare backbone for `zeroshot`)."""
+    return (
+        encoder_dir(ZEROSHOT.backbone) if run == "zeroshot" else f"{EXP}/models/{run}"
+    )
+
+
+def backbone_name(wildcards):
+    return BACKBONES[wildcards.backbone]
+
+
+def trainset_inputs(wildcards):
+    """Pools always; the LLM labels only for runs trained on them."""
+    inputs = {
+        "pools": expand(f"{EXP}/pools/shard-{{shard}}.parquet", shard=pool_shards())
+    }
+    if RUN_SPECS[wildcards.run].trainset.needs_labels:
+        inputs["labels"] = f"{EXP}/annotation/labels.parquet"
+    return inputs
+
+
+def trainset_params(wildcards):
+    return {
+        **RUN_SPECS[wildcards.run].trainset_params(),
+        "code_version": TRAIN_CODE_VERSION,
+    }
+
+
+def train_init(wildcards):
+    """The backbone, or the parent run's checkpoint for a curriculum stage 2."""
+    spec = RUN_SPECS[wildcards.run]
+    return (
+        checkpoint_dir(spec.init_from) if spec.init_from else encoder_dir(spec.backbone)
+    )
+
+
+def train_params(wildcards):
+    return RUN_SPECS[wildcards.run].train_params()
+
+
+def checkpoint_output(path):
+    out = directory(path)
+    return protected(out) if TRAINING["protect_checkpoints"] else out
+
+
+# --- dense retrieval (dense.smk) ---
+
+DENSE = config["dense"]
+DENSE_RESOURCES = DENSE["resources"]
+DENSE_CODE_VERSION = 1
+
+
+def dense_spec(run):
+    return ZEROSHOT if run == "zeroshot" else RUN_SPECS[run]
+
+
+def dense_model(wildcards):
+    return checkpoint_dir(wildcards.run)
+
+
+def encode_settings(wildcards, max_len):
+    """EncodeSettings values: the run's pooling + the shared encoding settings."""
+    return {
+        **dense_spec(wildcards.run).encoder_params(),
+        "max_length": max_len,
+        "batch_size": DENSE["batch_size"],
+        "precision": DENSE["precision"],
+    }
+
+
+def passage_encoding(wildcards):
+    return encode_settings(wildcards, DENSE["passage_max_len"])
+
+
+def query_encoding(wildcards):
+    return encode_settings(wildcards, DENSE["query_max_len"])
+
+
+def encode_shard_index(wildcards):
+    return int(wildcards.eshard)
+
+
+def embedding_output(path):
+    return path if DENSE["keep_embeddings"] else temp(path)
+
+
+def corpus_embeddings(wildcards):
+    return expand(
+        f"{EXP}/dense/{wildcards.run}/{wildcards.dataset}/emb-{{eshard}}.parquet",
+        eshard=range(DENSE["encode_shards"]),
+    )

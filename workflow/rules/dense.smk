@@ -2,52 +2,7 @@
 # (src/utilann/dense.py). Runs: `zeroshot` (the bare backbone) and every `training.runs` name.
 #
 #   {EXP}/dense/<run>/<dataset>/emb-<i>.parquet     encode_corpus, i < dense.encode_shards
-#   {EXP}/runs/<run>/<dataset>.<split>.{parquet,trec}   dense_search (evaluated by the lead's rules)
-
-DENSE = config["dense"]
-DENSE_RESOURCES = DENSE["resources"]
-DENSE_CODE_VERSION = 1
-
-
-def dense_spec(run):
-    return ZEROSHOT if run == "zeroshot" else RUN_SPECS[run]
-
-
-def dense_model(wildcards):
-    return checkpoint_dir(wildcards.run)
-
-
-def encode_settings(wildcards, max_len):
-    """EncodeSettings values: the run's pooling + the shared encoding settings."""
-    return {
-        **dense_spec(wildcards.run).encoder_params(),
-        "max_length": max_len,
-        "batch_size": DENSE["batch_size"],
-        "precision": DENSE["precision"],
-    }
-
-
-def passage_encoding(wildcards):
-    return encode_settings(wildcards, DENSE["passage_max_len"])
-
-
-def query_encoding(wildcards):
-    return encode_settings(wildcards, DENSE["query_max_len"])
-
-
-def encode_shard_index(wildcards):
-    return int(wildcards.eshard)
-
-
-def embedding_output(path):
-    return path if DENSE["keep_embeddings"] else temp(path)
-
-
-def corpus_embeddings(wildcards):
-    return expand(
-        f"{EXP}/dense/{wildcards.run}/{wildcards.dataset}/emb-{{eshard}}.parquet",
-        eshard=range(DENSE["encode_shards"]),
-    )
+#   {EXP}/runs/<run>/<dataset>.<split>.{parquet,trec}   dense_search (scored by evaluate.smk)
 
 
 rule encode_corpus:

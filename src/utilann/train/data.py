@@ -90,6 +90,14 @@ def build_trainset(
     n_selected = len(queries)
     if settings.empty_policy == "drop":
         queries -= set(empty)
+    if not queries or len(empty) == n_selected:
+        # Fail here, naming the cause, rather than train on nothing (or on zero-loss rows).
+        raise ValueError(
+            f"no training query has a positive: all {n_selected} selected queries are without "
+            f"one under label_source {settings.label_source!r}. For LLM labels this means the "
+            "annotator selected nothing or its replies did not parse: see the annotation "
+            "report (parse failures per step) and try another model or prompt version"
+        )
 
     rows = pools[pools["query_id"].isin(queries)].sort_values(["query_id", "position"])
     rows = rows.assign(

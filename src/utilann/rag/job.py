@@ -1,0 +1,203 @@
+"""File-level entry point of the RAG generation stage (what rule ``rag_generate`` calls).
+
+One job answers one QA split for every RAG run, so the generator is loaded once. Prompts are
+sent question-major and identical prompts (the same top-k for two runs) are asked once; every
+answer goes into the content-keyed :class:`~utilann.annotate.cache.GenerationCache` as soon as
+its batch is done, so a rerun, a resumed job or another experiment never pays for the same
+prompt twice, and the engine is not even started when every prompt is cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from utilann import schemas
+from utilann.annotate.cache import GenerationCache
+from utilann.io import read_table, write_table
+from utilann.llm import PROMPT_TOO_LONG, vllm_version
+from utilann.qa import load_answers
+from utilann.rag.generate import build_requests, generate, load_passages, prompt_key
+from utilann.rag.prompts import load_template
+
+log = logging.getLogger(__name__)
+
+Path = str | os.PathLike[str]
+
+
+def select_questions(
+    answers: pd.DataFrame, qrels: pd.DataFrame, split: str, max_queries: int | None, seed: int
+) -> pd.DataFrame:
+    """Queries of ``split`` with a gold answer, sorted by id; a seeded sample when capped.
+
+    The sample depends only on the split's answerable ids and ``seed``, so every run (and every
+    experiment with the same data) is asked the same questions.
+    """
+    in_split = set(qrels.loc[qrels["split"] == split, "query_id"].astype(str))
+    golds = answers.assign(query_id=answers["query_id"].astype(str))
+    golds = golds[golds["query_id"].isin(in_split) & (golds["answers"].map(len) > 0)]
+    golds = golds.sort_values("query_id", kind="stable")
+    if max_queries is not None and len(golds) > max_queries:
+        keep = set(random.Random(seed).sample(sorted(golds["query_id"]), max_queries))
+        golds = golds[golds["query_id"].isin(keep)]
+    return golds.reset_index(drop=True)
+
+
+class CachingEngine:
+    """The ``chat`` backend of :func:`generate`: starts vLLM on first use, caches every batch.
+
+    Args:
+        generator: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``
+            (``vllm.LLM`` arguments), ``env`` (set before the engine starts) and
+            ``chat_template_kwargs``.
+        cache: the job's open generation cache.
+    """
+
+    def __init__(self, generator: Mapping[str, Any], cache: GenerationCache) -> None:
+        self.generator = generator
+        self.cache = cache
+        self.engine = None
+        self.generated = 0
+        self.seconds = 0.0
+
+    def chat(self, conversations: Sequence[list[dict[str, str]]], sampling: Mapping[str, Any]):
+        if self.engine is None:
+            from utilann.llm import VLLMChat
+
+            os.environ.update({k: str(v) for k, v in (self.generator["env"] or {}).items()})
+            log.info("starting the LLM engine: %s", self.generator["path"])
+            self.engine = VLLMChat(
+                self.generator["path"],
+                chat_template_kwargs=self.generator["chat_template_kwargs"],
+                **self.generator["engine"],
+            )
+        started = time.perf_counter()
+        outputs = self.engine.chat(conversations, sampling)
+        seconds = time.perf_counter() - started
+        share = seconds / max(1, len(outputs))
+        model = self.generator["model"]
+        self.cache.put_many(
+            [
+                (prompt_key(conv, sampling, model), "rag", out, share)
+                for conv, out in zip(conversations, outputs, strict=True)
+                if out.finish_reason != PROMPT_TOO_LONG  # may fit another engine setting
+            ],
+            model,
+        )
+        self.generated += len(outputs)
+        self.seconds += seconds
+        return outputs
+
+
+def answer_split(
+    *,
+    dataset: str,
+    split: str,
+    queries_path: Path,
+    qrels_path: Path,
+    answers_path: Path,
+    corpus_path: Path,
+    runs: Mapping[str, Path],
+    target: Mapping[str, Any],
+    questions: Mapping[str, Any],
+    generator: Mapping[str, Any],
+    cache_dir: Path,
+    cache_writer: str,
+    code_version: int,
+    questions_out: Path,
+    generations_out: Mapping[str, Path],
+) -> dict[str, int]:
+    """Answer the questions of one split from every run's top-k passages; write the question
+    table and one GENERATIONS file per run. Returns the answers per run.
+
+    ``target``: ``top_k`` and ``prompt`` (template id); ``questions``: ``answers_format`` (null =
+    ``answers_path`` is the dataset's ingested ANSWERS table), ``max_queries``, ``seed``;
+    ``generator``: as :class:`CachingEngine` plus ``sampling`` and ``batch_size``.
+    """
+    queries = read_table(queries_path)
+    qrels = read_table(qrels_path)
+    answers = (
+        load_answers(answers_path, questions["answers_format"], queries)
+        if questions["answers_format"]
+        else read_table(answers_path)
+    )
+    chosen = select_questions(
+        answers, qrels, split, questions["max_queries"], questions["seed"]
+    )
+    if chosen.empty:
+        raise ValueError(
+            f"{dataset}/{split}: no query of the split has a gold answer "
+            f"({len(answers)} answers in {answers_path})"
+        )
+    log.info("%s/%s: %d questions with gold answers (cap %s)",
+             dataset, split, len(chosen), questions["max_queries"])
+    qids = list(chosen["query_id"])
+
+    template = load_template(target["prompt"])
+    tables = {name: read_table(path) for name, path in runs.items()}
+    wanted = set(qids)
+    doc_ids: set[str] = set()
+    for run in tables.values():
+        best = run[run["query_id"].astype(str).isin(wanted) & (run["rank"] <= target["top_k"])]
+        doc_ids |= set(best["doc_id"].astype(str))
+    passages = load_passages(corpus_path, doc_ids)
+    requests = {
+        name: build_requests(run, queries, passages, template, target["top_k"], query_ids=qids)
+        for name, run in tables.items()
+    }
+
+    sampling = generator["sampling"]
+    # Question-major order: the prompts of one question (one per run) are sent together, so
+    # the engine's prefix cache serves the part they share (instructions, and the passages up
+    # to the first rank where the runs differ). Answers are regrouped by run below.
+    order = {q: i for i, q in enumerate(qids)}
+    tagged = sorted(
+        ((name, r) for name, reqs in requests.items() for r in reqs),
+        key=lambda pair: order[pair[1].query_id],
+    )
+    everything = [r for _, r in tagged]
+    keys = [prompt_key(r.messages, sampling, generator["model"]) for r in everything]
+    with GenerationCache(cache_dir, cache_writer) as cache:
+        found = cache.get_many(keys)
+        cached = pd.DataFrame(
+            [(k, g.text) for k, (g, _) in found.items()], columns=["prompt_key", "raw_output"]
+        )
+        engine = CachingEngine(generator, cache)
+        # One call over every run's prompts: a prompt shared by several runs is asked once.
+        table = generate(engine, everything, sampling, model=generator["model"],
+                         batch_size=generator["batch_size"], cache=cached)
+    log.info("%d prompts over %d runs: %d generated in %.1f s, %d reused (cache, or shared)",
+             len(everything), len(tables), engine.generated, engine.seconds,
+             len(everything) - engine.generated)
+
+    meta = {
+        "dataset": dataset,
+        "split": split,
+        "top_k": target["top_k"],
+        "prompt": {"id": template.id, "sha256": template.sha256},
+        "model": generator["model"],
+        "model_path": generator["path"],
+        "engine": generator["engine"],
+        "sampling": sampling,
+        "questions": len(qids),
+        "max_queries": questions["max_queries"],
+        "seed": questions["seed"],
+        "vllm_version": vllm_version(),
+        "code_version": code_version,
+    }
+    write_table(chosen, questions_out, schemas.ANSWERS, meta)
+    table["run"] = [name for name, _ in tagged]
+    answered = {}
+    for name, path in generations_out.items():
+        part = table[table["run"] == name].reset_index(drop=True)
+        write_table(part, path, schemas.GENERATIONS, {**meta, "run": name, "answered": len(part)})
+        empty = int((part["prediction"].str.len() == 0).sum())
+        log.info("%s: %d answers (%d empty)", name, len(part), empty)
+        answered[name] = len(part)
+    return answered
