@@ -42,10 +42,19 @@ class Workflow:
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return path
 
-    def run(self, *args: str, config: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, config: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess:
         cmd = [
-            sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-            "--directory", str(self.workdir), "--cores", "2",
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(self.workdir),
+            "--cores",
+            "2",
         ]
         cmd += list(args)
         if config:  # last: --configfile takes several values and would swallow targets
@@ -53,7 +62,10 @@ class Workflow:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if check and proc.returncode != 0:
-            raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+            raise AssertionError(
+                f"snakemake failed ({proc.returncode}):\n"
+                f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+            )
         return proc
 
     def add_dataset(self, name: str, source: Path) -> Path:
@@ -68,7 +80,9 @@ def planned_jobs(output: str) -> dict[str, int]:
     jobs: dict[str, int] = {}
     lines = output.splitlines()
     try:
-        start = next(i for i, line in enumerate(lines) if line.strip().startswith("job") and "count" in line)
+        start = next(
+            i for i, line in enumerate(lines) if line.strip().startswith("job") and "count" in line
+        )
     except StopIteration:
         return jobs
     for line in lines[start + 2 :]:

@@ -59,7 +59,12 @@ def _documents(corpus: pd.DataFrame, variant: str) -> list[dict[str, str]]:
     ]
 
 
-def build_index(corpus_dir: str | os.PathLike[str], index_dir: str | os.PathLike[str], variant: str, threads: int) -> int:
+def build_index(
+    corpus_dir: str | os.PathLike[str],
+    index_dir: str | os.PathLike[str],
+    variant: str,
+    threads: int,
+) -> int:
     """Index the corpus shards with Lucene; ``variant`` flat = "title text" as one field.
 
     The index directory appears only once Lucene has finished (built in a sibling temp dir).
@@ -79,12 +84,19 @@ def build_index(corpus_dir: str | os.PathLike[str], index_dir: str | os.PathLike
             for doc in tqdm(_documents(corpus, variant), desc="writing Lucene input", unit=" docs"):
                 out.write(json.dumps(doc, ensure_ascii=False) + "\n")
         args = [
-            "-collection", "JsonCollection",
-            "-generator", "DefaultLuceneDocumentGenerator",
-            "-input", str(work / "docs"),
-            "-index", str(work / "index"),
-            "-threads", str(threads),
-            "-storePositions", "-storeDocvectors", "-storeRaw",
+            "-collection",
+            "JsonCollection",
+            "-generator",
+            "DefaultLuceneDocumentGenerator",
+            "-input",
+            str(work / "docs"),
+            "-index",
+            str(work / "index"),
+            "-threads",
+            str(threads),
+            "-storePositions",
+            "-storeDocvectors",
+            "-storeRaw",
         ]
         if variant == "multifield":
             args += ["-fields", "title"]
@@ -123,7 +135,9 @@ def search(
             kwargs = {"fields": fields} if fields else {}
             hits = searcher.batch_search(qtexts, qids, k=depth, threads=threads, **kwargs)
             for qid in qids:
-                rows.extend((qid, h.docid, r, h.score) for r, h in enumerate(hits.get(qid, []), start=1))
+                rows.extend(
+                    (qid, h.docid, r, h.score) for r, h in enumerate(hits.get(qid, []), start=1)
+                )
             bar.update(len(qids))
     run = pd.DataFrame(rows, columns=schemas.RUN.names)
     return run

@@ -120,7 +120,9 @@ def _artifact_rows(root: Path) -> list[tuple[str, str, str, str, int]]:
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     root = Path(args.results) / args.experiment
     if not root.is_dir():
-        console.print(f"[red]no results for experiment {args.experiment!r}[/red]: {root} does not exist")
+        console.print(
+            f"[red]no results for experiment {args.experiment!r}[/red]: {root} does not exist"
+        )
         return 1
     table = Table(title=f"artifacts of {root}", title_justify="left")
     for column, justify in [
@@ -180,14 +182,18 @@ def _query_text(results: Path, root: Path, query_id: str) -> str | None:
     pools = _rows_for_query(sorted((root / "pools").glob("shard-*.parquet")), query_id)
     for rows in pools.values():
         return str(rows["query"].iloc[0])
-    for rows in _rows_for_query(sorted((results / "datasets").glob("*/queries.parquet")), query_id).values():
+    for rows in _rows_for_query(
+        sorted((results / "datasets").glob("*/queries.parquet")), query_id
+    ).values():
         return str(rows["text"].iloc[0])
     return None
 
 
 def _pool_and_labels(root: Path, query_id: str, console: Console, max_chars: int) -> None:
     pool_shards = sorted((root / "pools").glob("shard-*.parquet"))
-    pool = pd.concat(_rows_for_query(pool_shards, query_id).values() or [pd.DataFrame()], ignore_index=True)
+    pool = pd.concat(
+        _rows_for_query(pool_shards, query_id).values() or [pd.DataFrame()], ignore_index=True
+    )
     labels_path = root / "annotation" / "labels.parquet"
     labels = (
         _rows_for_query([labels_path], query_id).get(labels_path, pd.DataFrame())
@@ -208,11 +214,14 @@ def _pool_and_labels(root: Path, query_id: str, console: Console, max_chars: int
     for strategy, rows in labels.groupby("strategy", sort=True) if not labels.empty else []:
         if strategy == "utilrank":
             column = [
-                f"{int(r)}/{int(n)}" if pd.notna(r) else "" for r, n in zip(rows["rank"], rows["list_length"])
+                f"{int(r)}/{int(n)}" if pd.notna(r) else ""
+                for r, n in zip(rows["rank"], rows["list_length"])
             ]
         else:
             column = rows["selected"].map({True: "yes", False: ""})
-        view = view.merge(pd.DataFrame({"doc_id": rows["doc_id"], strategy: column}), on="doc_id", how="left")
+        view = view.merge(
+            pd.DataFrame({"doc_id": rows["doc_id"], strategy: column}), on="doc_id", how="left"
+        )
     console.print(_table("pool and LLM labels (utilrank: rank/list length)", view, max_chars))
 
 
@@ -221,7 +230,10 @@ def _raw_outputs(root: Path, query_id: str, console: Console, max_chars: int) ->
     found = _rows_for_query(paths, query_id)
     if not found:
         _missing(
-            console, "raw LLM outputs", str(root / "annotation" / "shard-*" / "raw.parquet"), bool(paths)
+            console,
+            "raw LLM outputs",
+            str(root / "annotation" / "shard-*" / "raw.parquet"),
+            bool(paths),
         )
         return
     for path, rows in found.items():
@@ -229,11 +241,15 @@ def _raw_outputs(root: Path, query_id: str, console: Console, max_chars: int) ->
         console.print(_table(f"raw LLM output ({path.relative_to(root)})", shown, max_chars))
 
 
-def _runs(results: Path, root: Path, query_id: str, console: Console, top: int, max_chars: int) -> None:
+def _runs(
+    results: Path, root: Path, query_id: str, console: Console, top: int, max_chars: int
+) -> None:
     paths = sorted((root / "runs").glob("*/*.parquet"))
     found = _rows_for_query(paths, query_id)
     if not found:
-        _missing(console, "runs", str(root / "runs" / "<run>" / "<dataset>.<split>.parquet"), bool(paths))
+        _missing(
+            console, "runs", str(root / "runs" / "<run>" / "<dataset>.<split>.parquet"), bool(paths)
+        )
         return
     for path, rows in found.items():
         dataset = path.name.split(".")[0]
@@ -251,7 +267,11 @@ def _runs(results: Path, root: Path, query_id: str, console: Console, top: int, 
 
 def _generations(root: Path, query_id: str, console: Console, max_chars: int) -> None:
     paths = (
-        [p for p in sorted((root / "rag").rglob("*.parquet")) if "prediction" in pq.read_schema(p).names]
+        [
+            p
+            for p in sorted((root / "rag").rglob("*.parquet"))
+            if "prediction" in pq.read_schema(p).names
+        ]
         if (root / "rag").exists()
         else []
     )
@@ -290,13 +310,14 @@ def cmd_query(args: argparse.Namespace, console: Console) -> int:
     results = Path(args.results)
     root = results / args.experiment
     if not root.is_dir():
-        console.print(f"[red]no results for experiment {args.experiment!r}[/red]: {root} does not exist")
+        console.print(
+            f"[red]no results for experiment {args.experiment!r}[/red]: {root} does not exist"
+        )
         return 1
     qid = str(args.query_id)
     text = _query_text(results, root, qid)
-    console.print(
-        f"[bold]query {qid}[/bold]: {text if text is not None else '[yellow](text not found)[/yellow]'}"
-    )
+    shown = text if text is not None else "[yellow](text not found)[/yellow]"
+    console.print(f"[bold]query {qid}[/bold]: {shown}")
     _pool_and_labels(root, qid, console, args.max_chars)
     _raw_outputs(root, qid, console, args.max_chars)
     _runs(results, root, qid, console, args.top, args.max_chars)
@@ -316,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     views = inspect.add_subparsers(dest="view", required=True)
 
     def experiment_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--results", default="results", help="results directory (default: results)")
+        sub.add_argument(
+            "--results", default="results", help="results directory (default: results)"
+        )
         sub.add_argument("--experiment", default="demo", help="experiment name (default: demo)")
 
     listing = views.add_parser("list", help="what exists for an experiment")

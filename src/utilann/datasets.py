@@ -50,7 +50,9 @@ class Dataset:
     corpus: list[tuple[str, str, str]] = field(default_factory=list)
     queries: dict[str, str] = field(default_factory=dict)
     qrels: list[tuple[str, str, int, str]] = field(default_factory=list)
-    answers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["query_id", "answers"]))
+    answers: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["query_id", "answers"])
+    )
     negatives: list[tuple[str, str, int]] = field(default_factory=list)
 
 
@@ -77,7 +79,9 @@ def _field(record: dict, key: str, path: Path, lineno: int) -> str:
 
 def _add_doc(seen: dict[str, str], doc_id: str, where: str) -> None:
     if doc_id in seen:
-        raise DatasetError(f"{where}: duplicate document id {doc_id!r} (first seen at {seen[doc_id]})")
+        raise DatasetError(
+            f"{where}: duplicate document id {doc_id!r} (first seen at {seen[doc_id]})"
+        )
     seen[doc_id] = where
 
 
@@ -89,7 +93,9 @@ def read_beir(root: Path) -> Dataset:
     for lineno, rec in tqdm(_jsonl(corpus), desc=f"corpus {root.name}", unit=" docs"):
         doc_id = _field(rec, "_id", corpus, lineno)
         _add_doc(seen, doc_id, f"{corpus}:{lineno}")
-        data.corpus.append((doc_id, str(rec.get("title") or ""), _field(rec, "text", corpus, lineno)))
+        data.corpus.append(
+            (doc_id, str(rec.get("title") or ""), _field(rec, "text", corpus, lineno))
+        )
     queries = root / "queries.jsonl"
     for lineno, rec in _jsonl(queries):
         data.queries[_field(rec, "_id", queries, lineno)] = _field(rec, "text", queries, lineno)
@@ -185,7 +191,9 @@ def check_consistency(data: Dataset, source: Path) -> None:
     doc_ids = {row[0] for row in data.corpus}
     for qid, did, _, split in data.qrels:
         if did not in doc_ids:
-            raise DatasetError(f"{source}: qrels ({split}) name unknown document {did!r} for query {qid!r}")
+            raise DatasetError(
+                f"{source}: qrels ({split}) name unknown document {did!r} for query {qid!r}"
+            )
         if qid not in data.queries:
             raise DatasetError(f"{source}: qrels ({split}) name unknown query {qid!r}")
 
@@ -214,7 +222,9 @@ def ingest(
     try:
         data = READERS[fmt](root)
     except FileNotFoundError as err:
-        raise DatasetError(f"{err.filename}: missing; a {fmt} dataset needs {LAYOUT_HELP[fmt]}") from None
+        raise DatasetError(
+            f"{err.filename}: missing; a {fmt} dataset needs {LAYOUT_HELP[fmt]}"
+        ) from None
     check_consistency(data, root)
     meta = {"source": str(root), "format": fmt, "shard_size": shard_size}
     write_corpus_shards(data.corpus, corpus_dir, shard_size, meta)
@@ -229,7 +239,10 @@ def ingest(
 
 
 def write_corpus_shards(
-    rows: list[tuple[str, str, str]], corpus_dir: str | os.PathLike[str], shard_size: int, meta: dict
+    rows: list[tuple[str, str, str]],
+    corpus_dir: str | os.PathLike[str],
+    shard_size: int,
+    meta: dict,
 ) -> int:
     """Write ``rows`` as ``shard-NNNNN.parquet`` files; the directory appears atomically."""
     final = Path(corpus_dir)
@@ -238,7 +251,9 @@ def write_corpus_shards(
     try:
         n_shards = 0
         for n_shards, start in enumerate(range(0, max(len(rows), 1), shard_size), start=1):
-            chunk = pd.DataFrame(rows[start : start + shard_size], columns=["doc_id", "title", "text"])
+            chunk = pd.DataFrame(
+                rows[start : start + shard_size], columns=["doc_id", "title", "text"]
+            )
             write_table(chunk, tmp / f"shard-{n_shards - 1:05d}.parquet", schemas.CORPUS, meta)
         if final.exists():
             shutil.rmtree(final)
@@ -302,13 +317,17 @@ def download_ir_datasets(name: str, ids: dict[str, str], dest: str | os.PathLike
             _write_tsv(tmp / "collection.tsv", ((d.doc_id, d.text) for d in first.docs_iter()))
             for split, ds_id in ids.items():
                 ds = ir_datasets.load(ds_id)
-                _write_tsv(tmp / f"queries.{split}.tsv", ((q.query_id, q.text) for q in ds.queries_iter()))
+                _write_tsv(
+                    tmp / f"queries.{split}.tsv", ((q.query_id, q.text) for q in ds.queries_iter())
+                )
                 _write_tsv(
                     tmp / f"qrels.{split}.tsv",
                     ((q.query_id, "0", q.doc_id, str(q.relevance)) for q in ds.qrels_iter()),
                 )
         except Exception as err:  # ir_datasets raises many kinds of network errors
-            raise DatasetError(f"{offline_help(name, 'msmarco', dest, None)} ({type(err).__name__}: {err})") from None
+            raise DatasetError(
+                f"{offline_help(name, 'msmarco', dest, None)} ({type(err).__name__}: {err})"
+            ) from None
         os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

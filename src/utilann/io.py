@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -67,8 +67,10 @@ def write_table(
     show it, and pyarrow exposes it as ``schema.metadata``.
     """
     if isinstance(data, pd.DataFrame):
-        table = conform(data, schema, str(path)) if schema is not None else pa.Table.from_pandas(
-            data, preserve_index=False
+        table = (
+            conform(data, schema, str(path))
+            if schema is not None
+            else pa.Table.from_pandas(data, preserve_index=False)
         )
     else:
         table = data.select(schema.names).cast(schema) if schema is not None else data

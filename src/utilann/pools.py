@@ -65,7 +65,15 @@ def build_pools(
         rows += [(qid, texts[qid], pos, *entry) for pos, entry in enumerate(entries)]
     pools = pd.DataFrame(
         rows,
-        columns=["query_id", "query", "position", "doc_id", "is_human_positive", "source", "source_rank"],
+        columns=[
+            "query_id",
+            "query",
+            "position",
+            "doc_id",
+            "is_human_positive",
+            "source",
+            "source_rank",
+        ],
     )
     docs = corpus.set_index("doc_id")[["title", "text"]]
     pools = pools.join(docs, on="doc_id")

@@ -46,7 +46,11 @@ class AnswersError(ValueError):
 
 
 def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    return (
+        gzip.open(path, "rt", encoding="utf-8")
+        if path.suffix == ".gz"
+        else open(path, encoding="utf-8")
+    )
 
 
 def _is_columns(data: Any) -> bool:
@@ -169,7 +173,9 @@ def load_beir_answers(path: str | os.PathLike[str]) -> pd.DataFrame:
     return _frame(pairs(), Path(path))
 
 
-def load_question_answers(path: str | os.PathLike[str], queries: pd.DataFrame | None = None) -> pd.DataFrame:
+def load_question_answers(
+    path: str | os.PathLike[str], queries: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """NQ-open or HotpotQA records (``{"question", "answer" or "answers", ["_id"]}``).
 
     With ``queries`` (QUERIES table) they are matched by question text; otherwise keyed by
@@ -191,7 +197,9 @@ def load_msmarco_qa(path: str | os.PathLike[str], field: str = "answers") -> pd.
     they do in the official evaluation.
     """
     if field not in MSMARCO_FIELDS:
-        raise ValueError(f"unknown MS MARCO answer field {field!r}; expected one of {MSMARCO_FIELDS}")
+        raise ValueError(
+            f"unknown MS MARCO answer field {field!r}; expected one of {MSMARCO_FIELDS}"
+        )
 
     def pairs() -> Iterator[tuple[str, list[str]]]:
         for where, record in read_json_records(path):
@@ -206,7 +214,9 @@ def load_msmarco_qa(path: str | os.PathLike[str], field: str = "answers") -> pd.
     return _frame(pairs(), Path(path))
 
 
-def load_answers(path: str | os.PathLike[str], fmt: str, queries: pd.DataFrame | None = None) -> pd.DataFrame:
+def load_answers(
+    path: str | os.PathLike[str], fmt: str, queries: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Load a gold-answer file of format ``fmt`` (one of :data:`FORMATS`) as an ANSWERS table.
 
     ``queries`` (QUERIES table) is used by the formats without query ids.

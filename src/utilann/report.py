@@ -98,7 +98,9 @@ class ReportTable:
         if self.markers is None:
             return ""
         value = self.markers.iat[row, col]
-        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+        return (
+            "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+        )
 
     def best(self) -> pd.DataFrame:
         """Cells shown in bold: the (rounded) maximum of each pct column (or row, see
@@ -107,7 +109,12 @@ class ReportTable:
         if not self.bold_best:
             return mask
         pct = [j for j, c in enumerate(self.values.columns) if self.column_format(c) == "pct"]
-        shown = self.values.iloc[:, pct].apply(pd.to_numeric, errors="coerce").mul(100).round(self.decimals)
+        shown = (
+            self.values.iloc[:, pct]
+            .apply(pd.to_numeric, errors="coerce")
+            .mul(100)
+            .round(self.decimals)
+        )
         lines = shown.T if self.best_by == "row" else shown
         for j in range(lines.shape[1]):
             line = lines.iloc[:, j]
@@ -139,7 +146,9 @@ def _row_labels(table: ReportTable) -> tuple[list[str], list[tuple[str, ...]]]:
 # --- rendering -----------------------------------------------------------------------------
 
 _CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1em; color: #222; }
+body {
+  font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1em; color: #222;
+}
 h3 { font-size: 1.05em; margin: 0 0 .6em 0; }
 table { border-collapse: collapse; font-size: .9em; }
 th, td { padding: .25em .6em; border-bottom: 1px solid #ddd; }
@@ -174,8 +183,13 @@ def render_html(table: ReportTable, standalone: bool = True) -> str:
                 groups[-1] = (top, groups[-1][1] + 1)
             else:
                 groups.append((top, 1))
-        out.append("".join(f'<th colspan="{n}">{html.escape(str(top))}</th>' for top, n in groups) + "</tr>")
-        out.append("<tr>" + "".join(f"<th>{html.escape(str(sub))}</th>" for _, sub in columns) + "</tr>")
+        out.append(
+            "".join(f'<th colspan="{n}">{html.escape(str(top))}</th>' for top, n in groups)
+            + "</tr>"
+        )
+        out.append(
+            "<tr>" + "".join(f"<th>{html.escape(str(sub))}</th>" for _, sub in columns) + "</tr>"
+        )
     else:
         cells = [*names, *(_label(c) for c in columns)]
         out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
@@ -269,7 +283,9 @@ def _values(metrics: pd.DataFrame) -> dict[Key, float]:
         )
     return {
         (str(r), str(d), str(s), str(m)): float(v)
-        for r, d, s, m, v in metrics[["run", "dataset", "split", "measure", "value"]].itertuples(index=False)
+        for r, d, s, m, v in metrics[["run", "dataset", "split", "measure", "value"]].itertuples(
+            index=False
+        )
     }
 
 
@@ -278,9 +294,9 @@ def _markers(significance: pd.DataFrame | None) -> dict[Key, str]:
         return {}
     return {
         (str(r), str(d), str(s), str(m)): str(mark or "")
-        for r, d, s, m, mark in significance[["run", "dataset", "split", "measure", "marker"]].itertuples(
-            index=False
-        )
+        for r, d, s, m, mark in significance[
+            ["run", "dataset", "split", "measure", "marker"]
+        ].itertuples(index=False)
     }
 
 
@@ -338,7 +354,11 @@ def retrieval_table(
     columns = [(d, s, m) for (d, s), ms in measures.items() for m in ms]
     rows = _present_runs(values, runs)
     data, marks = _grid(values, markers, rows, columns, lambda r, c: (r, *c))
-    labels = pd.MultiIndex.from_tuples([(target_label(d, s), m) for d, s, m in columns]) if columns else []
+    labels = (
+        pd.MultiIndex.from_tuples([(target_label(d, s), m) for d, s, m in columns])
+        if columns
+        else []
+    )
     data.columns = marks.columns = labels
     data.index = marks.index = pd.Index(rows, name="run")
     return ReportTable(
@@ -412,7 +432,11 @@ def rag_table(
     columns = [c for c in rag_columns(targets) if c in computed]
     rows = _present_runs(values, runs)
     data, marks = _grid(values, markers, rows, columns, lambda r, c: (r, *c))
-    labels = pd.MultiIndex.from_tuples([(target_label(d, s), m) for d, s, m in columns]) if columns else []
+    labels = (
+        pd.MultiIndex.from_tuples([(target_label(d, s), m) for d, s, m in columns])
+        if columns
+        else []
+    )
     data.columns = marks.columns = labels
     data.index = marks.index = pd.Index(rows, name="run")
     return ReportTable(
@@ -496,7 +520,12 @@ def _llm_labels(spec: Mapping[str, Any]) -> bool:
     return spec.get("label_source") != "human"
 
 
-PAPER_LOSS = {"human": "SingleLH", "relsel": "SumMargLH", "utilsel": "SumMargLH", "utilrank": "Rand1LH"}
+PAPER_LOSS = {
+    "human": "SingleLH",
+    "relsel": "SumMargLH",
+    "utilsel": "SumMargLH",
+    "utilrank": "Rand1LH",
+}
 """The loss the paper trains each label source with (Table 6's strategy rows, digest 10.9)."""
 
 
@@ -516,8 +545,17 @@ COMPONENTS = (
     Component(
         "+ human labels",
         frozenset(
-            {"init_from", "label_source", "loss", "positive_sampling", "query_ratio", "union_ratio",
-             "epochs", "lr", "warmup_ratio"}
+            {
+                "init_from",
+                "label_source",
+                "loss",
+                "positive_sampling",
+                "query_ratio",
+                "union_ratio",
+                "epochs",
+                "lr",
+                "warmup_ratio",
+            }
         ),
         _uses_human_labels,
     ),
@@ -575,12 +613,15 @@ def controlled_groups(
                 chosen: dict[tuple, str] = {}
                 ranked = sorted(members, key=lambda n: not component.prefer(normal[n]))  # stable
                 for name in ranked:
-                    chosen.setdefault(tuple(repr(normal[name].get(k)) for k in component.one_per), name)
+                    chosen.setdefault(
+                        tuple(repr(normal[name].get(k)) for k in component.one_per), name
+                    )
                 members = [n for n in members if n in chosen.values()]
             if len(members) < 2 or frozenset(members) in seen:
                 continue
             varying = tuple(
-                k for k in sorted(component.keys)
+                k
+                for k in sorted(component.keys)
                 if len({repr(normal[m].get(k)) for m in members}) > 1
             )
             seen.add(frozenset(members))
@@ -603,7 +644,9 @@ def describe_variant(spec: Mapping[str, Any], varying: Sequence[str]) -> str:
     elif float(spec.get("union_ratio") or 0) > 0:
         parts.append(f"Positive Union {_pct(spec['union_ratio'])}")
         covered |= {"loss", "positive_sampling"}
-    elif {"label_source", "utilrank_threshold", "query_ratio", "union_ratio", "init_from"} & set(varying):
+    elif {"label_source", "utilrank_threshold", "query_ratio", "union_ratio", "init_from"} & set(
+        varying
+    ):
         name = LABEL_NAMES.get(str(spec.get("label_source")), str(spec.get("label_source")))
         if spec.get("label_source") == "utilrank" and spec.get("utilrank_threshold") is not None:
             name += f" (k = {float(spec['utilrank_threshold']):g} %)"
@@ -637,12 +680,22 @@ def controlled_table(
     groups = controlled_groups(specs, exclude=[reference] if reference else [])
     rows: list[tuple[str, str, str]] = []
     if reference:
-        rows.append(("—", LABEL_NAMES.get(str(specs[reference].get("label_source")), reference), reference))
+        rows.append(
+            ("—", LABEL_NAMES.get(str(specs[reference].get("label_source")), reference), reference)
+        )
     for group in groups:
-        rows += [(group.component, describe_variant(specs[r], group.varying), r) for r in group.runs]
+        rows += [
+            (group.component, describe_variant(specs[r], group.varying), r) for r in group.runs
+        ]
     values, markers = _values(metrics), _markers(significance)
-    data, marks = _grid(values, markers, rows, list(measures), lambda row, m: (row[2], target[0], target[1], m))
-    index = pd.MultiIndex.from_tuples(rows, names=["component", "variant", "run"]) if rows else pd.MultiIndex.from_tuples([], names=["component", "variant", "run"])
+    data, marks = _grid(
+        values, markers, rows, list(measures), lambda row, m: (row[2], target[0], target[1], m)
+    )
+    index = (
+        pd.MultiIndex.from_tuples(rows, names=["component", "variant", "run"])
+        if rows
+        else pd.MultiIndex.from_tuples([], names=["component", "variant", "run"])
+    )
     data.index = marks.index = index
     return ReportTable(
         key="table6_controlled",
@@ -693,7 +746,10 @@ def retrieval_by_threshold(
 
 
 def cl_ratio_runs(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Curriculum runs by parent: ``{parent: {run: human ratio in %}}`` (stage 2 on human labels)."""
+    """Curriculum runs by parent: ``{parent: {run: human ratio in %}}``.
+
+    A curriculum run is a stage 2 trained on human labels from its parent's checkpoint.
+    """
     curves: dict[str, dict[str, float]] = {}
     for name, spec in specs.items():
         parent = spec.get("init_from")
@@ -743,7 +799,9 @@ def _save(fig: Any, path: str | Path) -> None:
     from .io import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=130, bbox_inches="tight")
+        fig.savefig(
+            tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=130, bbox_inches="tight"
+        )
 
 
 def plot_threshold_sweep(
@@ -761,19 +819,30 @@ def plot_threshold_sweep(
         left.plot(sweep["threshold"], 100 * sweep["recall"], "s-", label="recall")
         left.legend()
     else:
-        left.text(0.5, 0.5, "no UtilRank annotation", ha="center", va="center", transform=left.transAxes)
+        left.text(
+            0.5, 0.5, "no UtilRank annotation", ha="center", va="center", transform=left.transAxes
+        )
     left.set(xlabel="UtilRank threshold k (%)", ylabel="vs human positives (%)", title="annotation")
     if len(retrieval):
         for loss, rows in retrieval.groupby("loss", sort=True):
             right.plot(rows["threshold"], 100 * rows["value"], "o-", label=f"trained with {loss}")
             for run, x, y in zip(rows["run"], rows["threshold"], rows["value"]):
-                right.annotate(run, (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                right.annotate(
+                    run, (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=8
+                )
         right.legend()
     else:
         right.text(
-            0.5, 0.5, "no run trained on UtilRank labels", ha="center", va="center", transform=right.transAxes
+            0.5,
+            0.5,
+            "no run trained on UtilRank labels",
+            ha="center",
+            va="center",
+            transform=right.transAxes,
         )
-    right.set(xlabel="UtilRank threshold k (%)", ylabel=f"{measure} (%)", title=f"retrieval on {target}")
+    right.set(
+        xlabel="UtilRank threshold k (%)", ylabel=f"{measure} (%)", title=f"retrieval on {target}"
+    )
     ticks = sorted(set(sweep["threshold"]) | set(retrieval["threshold"]))
     for ax in (left, right):
         if ticks:
@@ -799,10 +868,16 @@ def plot_human_ratio(
     for parent, rows in curves.groupby("parent", sort=True):
         ax.plot(rows["ratio"], 100 * rows["value"], "o-", label=f"{parent} + CL")
     if reference is not None:
-        ax.axhline(100 * reference[1], color="grey", linestyle="--", label=f"{reference[0]} (100 % human)")
+        ax.axhline(
+            100 * reference[1], color="grey", linestyle="--", label=f"{reference[0]} (100 % human)"
+        )
     if len(curves) or reference is not None:
         ax.legend()
-    ax.set(xlabel="human labels in the curriculum stage (%)", ylabel=f"{measure} (%)", title=f"retrieval on {target}")
+    ax.set(
+        xlabel="human labels in the curriculum stage (%)",
+        ylabel=f"{measure} (%)",
+        title=f"retrieval on {target}",
+    )
     ax.grid(alpha=0.3)
     fig.suptitle("Figure 3a: human-label ratio")
     fig.tight_layout()

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pandas as pd
 
-COLUMNS = ["run", "dataset", "split", "measure", "expected", "tolerance", "obtained", "delta", "status", "source"]
+COLUMNS = [
+    "run",
+    "dataset",
+    "split",
+    "measure",
+    "expected",
+    "tolerance",
+    "obtained",
+    "delta",
+    "status",
+    "source",
+]
 KEYS = ["run", "dataset", "split", "measure"]
 
 
@@ -19,10 +30,15 @@ def check(metrics: pd.DataFrame, expected: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(expected)
     unknown = set(table.columns) - set(COLUMNS)
     if unknown or not set(KEYS + ["expected", "tolerance"]) <= set(table.columns):
-        raise ValueError(f"reproduction entries need {KEYS + ['expected', 'tolerance']}; unknown keys {sorted(unknown)}")
+        raise ValueError(
+            f"reproduction entries need {KEYS + ['expected', 'tolerance']}; "
+            f"unknown keys {sorted(unknown)}"
+        )
     present = metrics[["run", "dataset", "split"]].drop_duplicates()
     table = table.merge(present, on=["run", "dataset", "split"])
-    table = table.merge(metrics[KEYS + ["value"]], on=KEYS, how="left").rename(columns={"value": "obtained"})
+    table = table.merge(metrics[KEYS + ["value"]], on=KEYS, how="left").rename(
+        columns={"value": "obtained"}
+    )
     table["delta"] = table["obtained"] - table["expected"]
     ok = table["delta"].abs() <= table["tolerance"] + 1e-12
     table["status"] = ok.map({True: "ok", False: "off"}).where(table["obtained"].notna(), "missing")

@@ -9,5 +9,7 @@ def split_queries(queries: pd.DataFrame, qrels: pd.DataFrame, split: str) -> pd.
     """The queries judged in ``split`` (BEIR keeps all splits' queries in one file)."""
     ids = set(qrels.loc[qrels["split"] == split, "query_id"])
     if not ids:
-        raise ValueError(f"no qrels for split {split!r}; available: {sorted(qrels['split'].unique())}")
+        raise ValueError(
+            f"no qrels for split {split!r}; available: {sorted(qrels['split'].unique())}"
+        )
     return queries[queries["query_id"].isin(ids)].sort_values("query_id").reset_index(drop=True)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-CORPUS = pa.schema(
-    [("doc_id", pa.string()), ("title", pa.string()), ("text", pa.string())]
-)
+CORPUS = pa.schema([("doc_id", pa.string()), ("title", pa.string()), ("text", pa.string())])
 """One row per passage; a corpus is a directory of ``shard-NNNNN.parquet`` files."""
 
 QUERIES = pa.schema([("query_id", pa.string()), ("text", pa.string())])
@@ -30,9 +28,7 @@ QRELS = pa.schema(
 ANSWERS = pa.schema([("query_id", pa.string()), ("answers", pa.list_(pa.string()))])
 """Gold short answers for QA datasets (NQ-open, HotpotQA, MS MARCO QA)."""
 
-NEGATIVES = pa.schema(
-    [("query_id", pa.string()), ("doc_id", pa.string()), ("rank", pa.int32())]
-)
+NEGATIVES = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("rank", pa.int32())])
 """Hard negatives shipped with a dataset (Tevatron files), in file order; empty otherwise."""
 
 RUN = pa.schema(

@@ -82,7 +82,8 @@ def paired_ttests(
     if duplicated.any():
         example = data[duplicated].iloc[0].to_dict()
         raise ValueError(
-            f"per-query table has repeated (run, dataset, split, measure, query) rows, e.g. {example}"
+            "per-query table has repeated (run, dataset, split, measure, query) rows, "
+            f"e.g. {example}"
         )
     if baseline not in set(data["run"]):
         raise ValueError(
@@ -93,14 +94,18 @@ def paired_ttests(
     for (dataset, split, measure), group in data.groupby(GROUP, sort=True):
         table = group.pivot(index="query_id", columns="run", values="value")
         if baseline not in table.columns:
-            log.warning("%s/%s %s: no values for baseline %r; not tested", dataset, split, measure, baseline)
+            log.warning(
+                "%s/%s %s: no values for baseline %r; not tested", dataset, split, measure, baseline
+            )
             continue
         for run in sorted(c for c in table.columns if c != baseline):
             pair = table[[run, baseline]].dropna(how="all")
             pair = pair.dropna() if fill_value is None else pair.fillna(fill_value)
             values, base = pair[run].to_numpy(float), pair[baseline].to_numpy(float)
             t, p = paired_ttest(values, base)
-            mean, base_mean = (float(values.mean()), float(base.mean())) if len(pair) else (0.0, 0.0)
+            mean, base_mean = (
+                (float(values.mean()), float(base.mean())) if len(pair) else (0.0, 0.0)
+            )
             delta = mean - base_mean
             significant = bool(p < alpha and delta != 0)
             marker = (markers[0] if delta > 0 else markers[1]) if significant else ""

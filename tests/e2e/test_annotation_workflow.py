@@ -24,10 +24,23 @@ def default_shards() -> int:
 
 def dry_run(workdir: Path, *args: str) -> dict[str, int]:
     """Jobs per rule that `snakemake -n` plans with the embedded default config."""
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2",
-           "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--config", f"paths={{'datasets': '{SHARED_DATA}', 'models': 'resources/models'}}",
-           *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--quiet",
+        "rules",
+        "--cores",
+        "2",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--config",
+        f"paths={{'datasets': '{SHARED_DATA}', 'models': 'resources/models'}}",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = {}

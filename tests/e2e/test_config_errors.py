@@ -11,7 +11,10 @@ def test_unknown_config_key(workflow):
     workflow.write_config("bad.yaml", {"bm25": {"k1": 0.9, "kay1": 1.0}})
     proc = workflow.run("-n", config="bad.yaml", check=False)
     assert proc.returncode != 0
-    assert "kay1" in proc.stdout + proc.stderr and "Additional properties are not allowed" in proc.stdout + proc.stderr
+    assert (
+        "kay1" in proc.stdout + proc.stderr
+        and "Additional properties are not allowed" in proc.stdout + proc.stderr
+    )
 
 
 def test_wrong_type(workflow):

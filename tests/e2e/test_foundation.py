@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import Workflow, planned_jobs
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +33,9 @@ def bm25_workflow(tmp_path_factory, scifact_dir) -> Workflow:
 
 def test_bm25_scifact_matches_pyserini(bm25_workflow):
     metrics = pd.read_parquet(bm25_workflow.workdir / METRICS)
-    row = metrics.query("run == 'bm25' and dataset == 'scifact' and split == 'test' and measure == 'nDCG@10'")
+    row = metrics.query(
+        "run == 'bm25' and dataset == 'scifact' and split == 'test' and measure == 'nDCG@10'"
+    )
     assert len(row) == 1
     assert 0.676 <= row["value"].item() <= 0.682  # pyserini's published BEIR flat: 0.679
     assert set(metrics["measure"]) == {"nDCG@10", "RR@10", "R@100", "R@1000"}

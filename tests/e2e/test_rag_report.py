@@ -48,12 +48,14 @@ def write_nq_slice(source, dest, n_queries: int = 200, n_other: int = 200) -> No
     other = {json.loads(corpus[i])["_id"] for i in rng.choice(len(corpus), n_other, replace=False)}
     keep = set(qrels["corpus-id"]) | other
     (dest / "corpus.jsonl").write_text(
-        "\n".join(line for line in corpus if json.loads(line)["_id"] in keep) + "\n", encoding="utf-8"
+        "\n".join(line for line in corpus if json.loads(line)["_id"] in keep) + "\n",
+        encoding="utf-8",
     )
     (dest / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
     answers = (source / "answers.jsonl").read_text(encoding="utf-8").splitlines()
     (dest / "answers.jsonl").write_text(
-        "\n".join(line for line in answers if json.loads(line)["_id"] in ids) + "\n", encoding="utf-8"
+        "\n".join(line for line in answers if json.loads(line)["_id"] in ids) + "\n",
+        encoding="utf-8",
     )
 
 
@@ -94,7 +96,9 @@ def test_questions_and_generations(rag_workflow):
         gens = read(rag_workflow, path)
         assert list(gens.columns) == schemas.GENERATIONS.names
         assert sorted(gens["query_id"]) == sorted(questions["query_id"])
-        ranked = read(rag_workflow, f"{EXP}/runs/{run}/nq-oracle.test.parquet").sort_values(["query_id", "rank"])
+        ranked = read(rag_workflow, f"{EXP}/runs/{run}/nq-oracle.test.parquet").sort_values(
+            ["query_id", "rank"]
+        )
         for qid, doc_ids in zip(gens["query_id"], gens["doc_ids"]):
             assert list(doc_ids) == list(ranked[ranked["query_id"] == qid]["doc_id"].head(5))
         assert gens["prompt_key"].str.fullmatch(r"[0-9a-f]{64}").all()
@@ -157,10 +161,17 @@ def test_rerun_answers_from_the_cache_without_an_engine(rag_workflow):
 
 
 def test_generator_setting_reruns_rag_only(rag_workflow):
-    cfg = {**CONFIG, "rag": {**CONFIG["rag"], "generator": {"sampling": {"temperature": 0.0, "max_tokens": 16}}}}
+    cfg = {
+        **CONFIG,
+        "rag": {**CONFIG["rag"], "generator": {"sampling": {"temperature": 0.0, "max_tokens": 16}}},
+    }
     rag_workflow.write_config("tokens.yaml", cfg)
     proc = rag_workflow.run("-n", *TARGETS, config="tokens.yaml")
     jobs = planned_jobs(proc.stdout)
     assert jobs == {
-        "rag_generate": 1, "rag_score": 2, "metrics_table": 1, "significance": 1, "report_tables": 1
+        "rag_generate": 1,
+        "rag_score": 2,
+        "metrics_table": 1,
+        "significance": 1,
+        "report_tables": 1,
     }, proc.stdout

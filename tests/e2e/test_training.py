@@ -3,9 +3,10 @@ real slice of SciFact, and the rerun behaviour of the training and dense rules.
 
 The slice (32 train queries, 30 test queries, their judged abstracts plus 150 others) keeps the
 whole module to a few minutes of CPU on 2 cores. ``relsel`` is left out of the runs built: it
-takes the same path as ``utilsel`` (its label derivation is unit-tested). LLM labels are a small LABELS table written from
-the real pools (the annotation stage needs an LLM); the annotation rules are then excluded with
-``--allowed-rules`` so that Snakemake treats the table as given. The published-figure checks on
+takes the same path as ``utilsel`` (its label derivation is unit-tested). LLM labels are a
+small LABELS table written from the real pools (the annotation stage needs an LLM); the
+annotation rules are then excluded with ``--allowed-rules`` so that Snakemake treats the table
+as given. The published-figure checks on
 the full SciFact are in ``test_training_scifact.py``.
 """
 

@@ -14,8 +14,8 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import REPO
+
 from utilann import schemas
 from utilann.io import write_table
 from utilann.train.backbones import backbone_source

@@ -15,7 +15,6 @@ import os
 
 import pandas as pd
 import pytest
-
 from conftest import Workflow
 
 pytestmark = [

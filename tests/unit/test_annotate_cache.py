@@ -15,13 +15,18 @@ MESSAGES = [{"role": "user", "content": "[1] passage"}]
 def test_key_covers_model_dtype_messages_and_sampling():
     base = request_key("m", "bfloat16", MESSAGES, {"temperature": 0, "max_tokens": 8})
     assert base == request_key("m", "bfloat16", MESSAGES, {"max_tokens": 8.0, "temperature": 0.0})
-    assert base == request_key("m", "bfloat16", MESSAGES, {"temperature": 0, "max_tokens": 8,
-                                                           "seed": None})
+    assert base == request_key(
+        "m", "bfloat16", MESSAGES, {"temperature": 0, "max_tokens": 8, "seed": None}
+    )
     others = {
         request_key("m2", "bfloat16", MESSAGES, {"temperature": 0, "max_tokens": 8}),
         request_key("m", "float16", MESSAGES, {"temperature": 0, "max_tokens": 8}),
-        request_key("m", "bfloat16", [{"role": "user", "content": "[1] passage!"}],
-                    {"temperature": 0, "max_tokens": 8}),
+        request_key(
+            "m",
+            "bfloat16",
+            [{"role": "user", "content": "[1] passage!"}],
+            {"temperature": 0, "max_tokens": 8},
+        ),
         request_key("m", "bfloat16", MESSAGES, {"temperature": 0, "max_tokens": 9}),
     }
     assert base not in others and len(others) == 4

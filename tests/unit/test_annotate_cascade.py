@@ -37,8 +37,10 @@ class ScriptedEngine:
         system = conversation[0]["content"]
         passages = [
             (int(m.group(1)), m.group(2))
-            for turn in conversation if turn["role"] == "user"
-            for m in [re.match(r"\[(\d+)\] (.*)", turn["content"], re.DOTALL)] if m
+            for turn in conversation
+            if turn["role"] == "user"
+            for m in [re.match(r"\[(\d+)\] (.*)", turn["content"], re.DOTALL)]
+            if m
         ]
         if any("TOOLONG" in turn["content"] for turn in conversation):
             return Generation("", 10_000, 0, PROMPT_TOO_LONG)
@@ -56,29 +58,40 @@ class ScriptedEngine:
 
 
 def pool(query_id, texts, humans=(0,)):
-    return pd.DataFrame({
-        "query_id": query_id,
-        "query": f"question {query_id}?",
-        "position": range(len(texts)),
-        "doc_id": [f"{query_id}-d{i}" for i in range(len(texts))],
-        "title": "",
-        "text": texts,
-        "is_human_positive": [i in humans for i in range(len(texts))],
-        "source": "bm25",
-        "source_rank": range(len(texts)),
-    })
+    return pd.DataFrame(
+        {
+            "query_id": query_id,
+            "query": f"question {query_id}?",
+            "position": range(len(texts)),
+            "doc_id": [f"{query_id}-d{i}" for i in range(len(texts))],
+            "title": "",
+            "text": texts,
+            "is_human_positive": [i in humans for i in range(len(texts))],
+            "source": "bm25",
+            "source_rank": range(len(texts)),
+        }
+    )
 
 
-POOLS = pd.concat([
-    pool("qa", ["REL USE RANK1", "n1", "REL RANK3", "n3", "REL USE RANK2", "n5", "n6"]),
-    pool("qb", ["nothing here", "n1", "n2"]),
-    pool("qc", ["REL RANK1", "n1", "n2", "REL RANK2 USE"]),
-], ignore_index=True)
+POOLS = pd.concat(
+    [
+        pool("qa", ["REL USE RANK1", "n1", "REL RANK3", "n3", "REL USE RANK2", "n5", "n6"]),
+        pool("qb", ["nothing here", "n1", "n2"]),
+        pool("qc", ["REL RANK1", "n1", "n2", "REL RANK2 USE"]),
+    ],
+    ignore_index=True,
+)
 
 
 def settings(**overrides):
-    base = dict(model="m", dtype="bfloat16", sampling={"temperature": 0.0, "max_tokens": 16},
-                templates=load_templates("v1"), window_size=3, chunk_size=2)
+    base = dict(
+        model="m",
+        dtype="bfloat16",
+        sampling={"temperature": 0.0, "max_tokens": 16},
+        templates=load_templates("v1"),
+        window_size=3,
+        chunk_size=2,
+    )
     return CascadeSettings(**{**base, **overrides})
 
 
@@ -97,13 +110,17 @@ def test_cascade_labels(tmp_path):
     result = run(tmp_path, ScriptedEngine())
     labels = result.labels
     assert len(labels) == 3 * len(POOLS)
-    assert positives(labels, "relsel") == {("qa", "qa-d0"), ("qa", "qa-d2"), ("qa", "qa-d4"),
-                                           ("qc", "qc-d0"), ("qc", "qc-d3")}
+    assert positives(labels, "relsel") == {
+        ("qa", "qa-d0"),
+        ("qa", "qa-d2"),
+        ("qa", "qa-d4"),
+        ("qc", "qc-d0"),
+        ("qc", "qc-d3"),
+    }
     assert positives(labels, "utilsel") == {("qa", "qa-d0"), ("qa", "qa-d4"), ("qc", "qc-d3")}
     assert positives(labels, "utilrank", 10) == {("qa", "qa-d0"), ("qc", "qc-d0")}
     assert positives(labels, "utilrank", 50) == {("qa", "qa-d0"), ("qc", "qc-d0")}
-    assert positives(labels, "utilrank", 70) == {("qa", "qa-d0"), ("qa", "qa-d4"),
-                                                 ("qc", "qc-d0")}
+    assert positives(labels, "utilrank", 70) == {("qa", "qa-d0"), ("qa", "qa-d4"), ("qc", "qc-d0")}
     qa = labels[(labels.query_id == "qa") & (labels.strategy == "utilrank")].set_index("doc_id")
     assert qa.loc[["qa-d0", "qa-d4", "qa-d2"], "rank"].tolist() == [1, 2, 3]
     assert qa["rank"].isna().sum() == 4 and set(qa["list_length"]) == {3}

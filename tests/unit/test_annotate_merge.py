@@ -7,21 +7,47 @@ from utilann.annotate.merge import empty_queries, read_shards
 from utilann.io import write_table
 from utilann.schemas import LABELS
 
-META = {"model": "m", "dtype": "bfloat16", "sampling": {"temperature": 0.0},
-        "prompts": {"version": "v1"}, "strategies": ["relsel", "utilrank"], "window_size": 16,
-        "position_policy": "fixed_first", "seed": 0, "passage_max_words": 300,
-        "code_version": "1"}
+META = {
+    "model": "m",
+    "dtype": "bfloat16",
+    "sampling": {"temperature": 0.0},
+    "prompts": {"version": "v1"},
+    "strategies": ["relsel", "utilrank"],
+    "window_size": 16,
+    "position_policy": "fixed_first",
+    "seed": 0,
+    "passage_max_words": 300,
+    "code_version": "1",
+}
 
 
 def shard(query, relsel, ranks):
     rows = []
     for i, (sel, rank) in enumerate(zip(relsel, ranks, strict=True)):
-        base = {"query_id": query, "doc_id": f"{query}-{i}", "position": i,
-                "is_human_positive": i == 0}
-        rows.append({**base, "strategy": "relsel", "selected": sel, "rank": None,
-                     "list_length": len(relsel)})
-        rows.append({**base, "strategy": "utilrank", "selected": rank is not None, "rank": rank,
-                     "list_length": sum(relsel)})
+        base = {
+            "query_id": query,
+            "doc_id": f"{query}-{i}",
+            "position": i,
+            "is_human_positive": i == 0,
+        }
+        rows.append(
+            {
+                **base,
+                "strategy": "relsel",
+                "selected": sel,
+                "rank": None,
+                "list_length": len(relsel),
+            }
+        )
+        rows.append(
+            {
+                **base,
+                "strategy": "utilrank",
+                "selected": rank is not None,
+                "rank": rank,
+                "list_length": sum(relsel),
+            }
+        )
     return pd.DataFrame(rows)
 
 

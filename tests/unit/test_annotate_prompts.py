@@ -97,8 +97,10 @@ def test_user_directory_overrides_package(tmp_path: Path, v1):
         ("passage: '{passage}'\nfinal: 'no passages here'\n", "must contain {passages}"),
         ("passage: '{passage}'\npassage_turns: true\nfinal: 'f'\n", "passage_ack"),
         ("passage: '{passage}'\nfinal: '{passages}'\ncolour: red\n", "unknown key"),
-        ("turns: [{role: robot, content: hi}]\npassage: '{passage}'\nfinal: '{passages}'\n",
-         "role"),
+        (
+            "turns: [{role: robot, content: hi}]\npassage: '{passage}'\nfinal: '{passages}'\n",
+            "role",
+        ),
     ],
 )
 def test_malformed_templates_are_rejected(body, message):

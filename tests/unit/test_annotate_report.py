@@ -12,9 +12,16 @@ def rows(query, strategy, selected, ranks=None, humans=(0,)):
     ranks = ranks or [None] * n
     length = n if strategy == "relsel" else sum(r is not None for r in ranks) or sum(selected)
     return [
-        {"query_id": query, "doc_id": f"{query}-{i}", "position": i,
-         "is_human_positive": i in humans, "strategy": strategy, "selected": s, "rank": r,
-         "list_length": length}
+        {
+            "query_id": query,
+            "doc_id": f"{query}-{i}",
+            "position": i,
+            "is_human_positive": i in humans,
+            "strategy": strategy,
+            "selected": s,
+            "rank": r,
+            "list_length": length,
+        }
         for i, (s, r) in enumerate(zip(selected, ranks, strict=True))
     ]
 
@@ -40,14 +47,16 @@ def labels():
 @pytest.fixture
 def raw():
     steps = ["relsel"] * 3 + ["answer"] * 2 + ["utilsel"] * 2 + ["utilrank"] * 2
-    return pd.DataFrame({
-        "step": steps,
-        "prompt_tokens": [100] * len(steps),
-        "output_tokens": [10] * len(steps),
-        "gen_seconds": [1.0] * len(steps),
-        "from_cache": [False] * 7 + [True] * 2,
-        "parse_status": ["ok", "repaired", "failed", "ok", "ok", "ok", "failed", "ok", "ok"],
-    })
+    return pd.DataFrame(
+        {
+            "step": steps,
+            "prompt_tokens": [100] * len(steps),
+            "output_tokens": [10] * len(steps),
+            "gen_seconds": [1.0] * len(steps),
+            "from_cache": [False] * 7 + [True] * 2,
+            "parse_status": ["ok", "repaired", "failed", "ok", "ok", "ok", "failed", "ok", "ok"],
+        }
+    )
 
 
 def test_quality_and_cost(labels, raw):

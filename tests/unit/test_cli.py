@@ -63,15 +63,21 @@ def build_everything(results: Path) -> Path:
             "score": [3.0, 2.0, 1.0],
         }
     )
-    write_table(run, exp / "runs" / "bm25" / "scifact.test.parquet", schemas.RUN, {"k1": 0.9, "b": 0.4})
-    qrels = pd.DataFrame({"query_id": ["t1"], "doc_id": ["e1"], "relevance": [1], "split": ["test"]})
+    write_table(
+        run, exp / "runs" / "bm25" / "scifact.test.parquet", schemas.RUN, {"k1": 0.9, "b": 0.4}
+    )
+    qrels = pd.DataFrame(
+        {"query_id": ["t1"], "doc_id": ["e1"], "relevance": [1], "split": ["test"]}
+    )
     write_table(qrels, results / "datasets" / "scifact" / "qrels.parquet", schemas.QRELS)
     queries = pd.DataFrame({"query_id": ["t1"], "text": ["does aspirin help"]})
     write_table(queries, results / "datasets" / "scifact" / "queries.parquet", schemas.QUERIES)
     per_query = pd.DataFrame(
         {"query_id": ["t1", "t1"], "measure": ["nDCG@10", "RR@10"], "value": [0.6309, 0.5]}
     )
-    write_table(per_query, exp / "eval" / "bm25" / "scifact.test.perquery.parquet", schemas.PER_QUERY)
+    write_table(
+        per_query, exp / "eval" / "bm25" / "scifact.test.perquery.parquet", schemas.PER_QUERY
+    )
     generations = pd.DataFrame(
         {
             "query_id": ["t1"],
@@ -81,7 +87,9 @@ def build_everything(results: Path) -> Path:
             "prompt_key": ["abc"],
         }
     )
-    write_table(generations, exp / "rag" / "bm25" / "scifact.test.generations.parquet", schemas.GENERATIONS)
+    write_table(
+        generations, exp / "rag" / "bm25" / "scifact.test.generations.parquet", schemas.GENERATIONS
+    )
     (exp / "runs" / "bm25" / "scifact.test.trec").write_text("t1 Q0 e2 1 3.0 bm25\n")
     return exp
 
@@ -93,7 +101,9 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
 
 def test_list_shows_every_artifact_with_its_schema(tmp_path, capsys):
     build_everything(tmp_path)
-    code, out = run_cli(capsys, "inspect", "list", "--results", str(tmp_path), "--experiment", "demo")
+    code, out = run_cli(
+        capsys, "inspect", "list", "--results", str(tmp_path), "--experiment", "demo"
+    )
     assert code == 0
     for expected in [
         "POOLS",
@@ -119,13 +129,17 @@ def test_list_says_which_stages_are_missing(tmp_path, capsys):
 
 
 def test_list_unknown_experiment(tmp_path, capsys):
-    code, out = run_cli(capsys, "inspect", "list", "--results", str(tmp_path), "--experiment", "nope")
+    code, out = run_cli(
+        capsys, "inspect", "list", "--results", str(tmp_path), "--experiment", "nope"
+    )
     assert code == 1 and "no results for experiment 'nope'" in out
 
 
 def test_schema_shows_columns_and_metadata(tmp_path, capsys):
     exp = build_everything(tmp_path)
-    code, out = run_cli(capsys, "inspect", "schema", str(exp / "runs" / "bm25" / "scifact.test.parquet"))
+    code, out = run_cli(
+        capsys, "inspect", "schema", str(exp / "runs" / "bm25" / "scifact.test.parquet")
+    )
     assert code == 0
     assert "3 rows" in out and "utilann schema: RUN" in out
     for column in ["query_id", "doc_id", "rank", "score", "int32", "float"]:
@@ -191,8 +205,12 @@ def test_long_text_is_truncated_unless_asked(tmp_path, capsys):
     build_pools(exp)
     raw = pd.DataFrame({"query_id": ["q1"], "output": ["word " * 100]})
     write_table(raw, exp / "annotation" / "shard-0" / "raw.parquet")
-    _, short = run_cli(capsys, "inspect", "query", "q1", "--results", str(tmp_path), "--max-chars", "20")
-    _, full = run_cli(capsys, "inspect", "query", "q1", "--results", str(tmp_path), "--max-chars", "0")
+    _, short = run_cli(
+        capsys, "inspect", "query", "q1", "--results", str(tmp_path), "--max-chars", "20"
+    )
+    _, full = run_cli(
+        capsys, "inspect", "query", "q1", "--results", str(tmp_path), "--max-chars", "0"
+    )
     assert "…" in short and full.count("word") >= 100
 
 

@@ -15,7 +15,13 @@ QRELS = pd.DataFrame(
     columns=["query_id", "doc_id", "relevance"],
 )
 RUN = pd.DataFrame(
-    [("q1", "b", 1, 3.0), ("q1", "a", 2, 2.0), ("q2", "d", 1, 5.0), ("q2", "x", 2, 4.0), ("q2", "c", 3, 1.0)],
+    [
+        ("q1", "b", 1, 3.0),
+        ("q1", "a", 2, 2.0),
+        ("q2", "d", 1, 5.0),
+        ("q2", "x", 2, 4.0),
+        ("q2", "c", 3, 1.0),
+    ],
     columns=["query_id", "doc_id", "rank", "score"],
 )
 
@@ -29,8 +35,14 @@ def test_reciprocal_rank_by_hand_and_missing_query_is_zero():
 
 def test_ndcg_matches_ir_measures_on_retrieved_queries():
     per_query = evaluate_run(RUN, QRELS, ["nDCG@10", "R@100"])
-    expected = {(m.query_id, str(m.measure)): m.value for m in ir_measures.iter_calc(
-        [ir_measures.nDCG @ 10, ir_measures.R @ 100], QRELS, RUN[["query_id", "doc_id", "score"]])}
+    expected = {
+        (m.query_id, str(m.measure)): m.value
+        for m in ir_measures.iter_calc(
+            [ir_measures.nDCG @ 10, ir_measures.R @ 100],
+            QRELS,
+            RUN[["query_id", "doc_id", "score"]],
+        )
+    }
     for row in per_query.itertuples():
         assert row.value == pytest.approx(expected.get((row.query_id, row.measure), 0.0))
     # q2 by hand, trec_eval's linear gains: grades [1, 0, 2] at ranks 1..3, ideal [2, 1]

@@ -25,8 +25,12 @@ from utilann.qa import (
 
 
 def beir_queries(path) -> pd.DataFrame:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return pd.DataFrame({"query_id": [str(r["_id"]) for r in rows], "text": [r["text"] for r in rows]})
+    rows = [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    return pd.DataFrame(
+        {"query_id": [str(r["_id"]) for r in rows], "text": [r["text"] for r in rows]}
+    )
 
 
 def as_dict(answers: pd.DataFrame) -> dict[str, list[str]]:
@@ -79,11 +83,15 @@ def test_hotpotqa_simplified_dev_matched_by_question():
     queries = beir_queries(root / "fullwiki500-beir" / "queries.jsonl")
     matched = load_answers(simplified, "hotpotqa", queries)
     # SOURCE.md: all 500 examples occur in the simplified file with identical answers.
-    assert as_dict(matched) == as_dict(load_beir_answers(root / "fullwiki500-beir" / "answers.jsonl"))
+    assert as_dict(matched) == as_dict(
+        load_beir_answers(root / "fullwiki500-beir" / "answers.jsonl")
+    )
 
 
 def test_hotpotqa_original_format_keeps_its_ids():
-    answers = load_answers(shared_dataset("hotpotqa", "hotpot_dev_fullwiki_sample500.jsonl"), "hotpotqa")
+    answers = load_answers(
+        shared_dataset("hotpotqa", "hotpot_dev_fullwiki_sample500.jsonl"), "hotpotqa"
+    )
     assert len(answers) == 500
     assert as_dict(answers)["5a7166395542994082a3e814"] == ["Kansas Song"]
 
@@ -104,8 +112,12 @@ def test_question_key_and_merged_duplicates(tmp_path):
             ]
         )
     )
-    queries = pd.DataFrame({"query_id": ["7", "8"], "text": ["Who wrote  Hamlet?", "no answer here"]})
-    assert as_dict(load_question_answers(path, queries)) == {"7": ["Shakespeare", "William Shakespeare"]}
+    queries = pd.DataFrame(
+        {"query_id": ["7", "8"], "text": ["Who wrote  Hamlet?", "no answer here"]}
+    )
+    assert as_dict(load_question_answers(path, queries)) == {
+        "7": ["Shakespeare", "William Shakespeare"]
+    }
 
 
 # --- MS MARCO QA ---------------------------------------------------------------------------

@@ -10,14 +10,26 @@ import pytest
 
 from utilann import schemas
 from utilann.io import read_table, write_table
-from utilann.rag.generate import build_requests, clean_prediction, generate, load_passages, prompt_key, top_k
+from utilann.rag.generate import (
+    build_requests,
+    clean_prediction,
+    generate,
+    load_passages,
+    prompt_key,
+    top_k,
+)
 from utilann.rag.prompts import TemplateError, available_templates, format_passage, load_template
 
 CORPUS = pd.DataFrame(
     {
         "doc_id": ["d1", "d2", "d3", "d4"],
         "title": ["Paris", "", "Lyon", None],
-        "text": [" Paris is the capital of France. ", "France is in Europe.", "Lyon is a city.", "Unused."],
+        "text": [
+            " Paris is the capital of France. ",
+            "France is in Europe.",
+            "Lyon is a city.",
+            "Unused.",
+        ],
     }
 )
 QUERIES = pd.DataFrame(
@@ -79,7 +91,10 @@ def test_format_passage():
 
 def test_top_k_uses_ranks():
     best = top_k(RUN, 2)
-    assert best.groupby("query_id")["doc_id"].agg(list).to_dict() == {"q1": ["d1", "d2"], "q2": ["d3"]}
+    assert best.groupby("query_id")["doc_id"].agg(list).to_dict() == {
+        "q1": ["d1", "d2"],
+        "q2": ["d3"],
+    }
     with pytest.raises(ValueError):
         top_k(RUN, 0)
 
@@ -98,7 +113,9 @@ def test_build_requests_top_k_in_rank_order(caplog):
     template = load_template("short_answer")
     passages = load_passages(CORPUS, RUN["doc_id"])
     with caplog.at_level(logging.WARNING):
-        requests = build_requests(RUN, QUERIES, passages, template, k=2, query_ids=["q1", "q2", "q3"])
+        requests = build_requests(
+            RUN, QUERIES, passages, template, k=2, query_ids=["q1", "q2", "q3"]
+        )
     assert "1 of 3 queries have no retrieved passage" in caplog.text
     assert [(r.query_id, r.doc_ids) for r in requests] == [("q1", ("d1", "d2")), ("q2", ("d3",))]
     assert requests[0].messages == template.render(
@@ -135,7 +152,9 @@ def test_generate_batches_cleans_and_reuses_cached_answers(tmp_path):
 
 def test_identical_prompts_are_asked_once():
     template = load_template("short_answer")
-    run = pd.DataFrame({"query_id": ["a", "b"], "doc_id": ["d1", "d1"], "rank": [1, 1], "score": [1.0, 1.0]})
+    run = pd.DataFrame(
+        {"query_id": ["a", "b"], "doc_id": ["d1", "d1"], "rank": [1, 1], "score": [1.0, 1.0]}
+    )
     queries = pd.DataFrame({"query_id": ["a", "b"], "text": ["same question", "same question"]})
     requests = build_requests(run, queries, load_passages(CORPUS, ["d1"]), template, k=1)
     llm = StubLLM("x")

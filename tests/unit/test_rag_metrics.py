@@ -78,7 +78,17 @@ def test_no_gold_answer_is_an_error():
 
 
 def test_tokenize_keeps_punctuation_and_unicode():
-    assert m.tokenize("Röntgen's X-rays, 1895.") == ["röntgen", "'", "s", "x", "-", "rays", ",", "1895", "."]
+    assert m.tokenize("Röntgen's X-rays, 1895.") == [
+        "röntgen",
+        "'",
+        "s",
+        "x",
+        "-",
+        "rays",
+        ",",
+        "1895",
+        ".",
+    ]
 
 
 def test_corpus_bleu_single_sentence_by_hand():
@@ -103,16 +113,22 @@ def test_corpus_bleu_pools_counts_over_the_corpus():
 
 def test_corpus_bleu_brevity_penalty_uses_the_closest_reference():
     # Closest reference of "the cat" is "the cat" itself: no penalty.
-    assert m.corpus_bleu(["the cat"], [["the cat sat on the mat", "the cat"]], 2)[1] == pytest.approx(1.0)
+    assert m.corpus_bleu(["the cat"], [["the cat sat on the mat", "the cat"]], 2)[
+        1
+    ] == pytest.approx(1.0)
     # Only a 6-token reference: BP = exp(1 - 6/2).
-    assert m.corpus_bleu(["the cat"], [["the cat sat on the mat"]], 2)[1] == pytest.approx(math.exp(-2))
+    assert m.corpus_bleu(["the cat"], [["the cat sat on the mat"]], 2)[1] == pytest.approx(
+        math.exp(-2)
+    )
     # Tie between lengths 3 and 5 for a 4-token answer: the shorter one wins, so no penalty.
     assert m.corpus_bleu(["a b c d"], [["a b c", "a b c d e"]], 2)[1] == pytest.approx(1.0)
 
 
 def test_corpus_bleu_clips_by_the_max_count_over_references():
     # "the the the" vs refs "the cat" / "the the dog": the may count at most twice -> 2/3.
-    assert m.corpus_bleu(["the the the"], [["the cat", "the the dog"]], 1)[0] == pytest.approx(2 / 3)
+    assert m.corpus_bleu(["the the the"], [["the cat", "the the dog"]], 1)[0] == pytest.approx(
+        2 / 3
+    )
 
 
 def test_corpus_bleu_agrees_with_sacrebleu_on_single_references():
@@ -139,7 +155,9 @@ def test_corpus_bleu_input_errors():
 def test_rouge_l_by_hand_and_max_over_golds():
     # LCS("the cat sat on the mat", "the cat is on the mat") = "the cat on the mat" = 5 tokens:
     # P = R = 5/6 -> F = 5/6. The unrelated gold "x" scores 0; the maximum is kept.
-    assert m.rouge_l("the cat sat on the mat", ["x", "the cat is on the mat"]) == pytest.approx(5 / 6)
+    assert m.rouge_l("the cat sat on the mat", ["x", "the cat is on the mat"]) == pytest.approx(
+        5 / 6
+    )
 
 
 def test_rouge_l_keeps_non_ascii_tokens():
@@ -163,7 +181,9 @@ def test_bertscore_skips_without_a_model(caplog):
 
 def test_bertscore_skips_when_model_directory_missing(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        assert m.bertscore(["a"], [["a"]], m.BertScoreSettings(model=str(tmp_path / "none"))) is None
+        assert (
+            m.bertscore(["a"], [["a"]], m.BertScoreSettings(model=str(tmp_path / "none"))) is None
+        )
     assert "does not exist" in caplog.text
 
 
@@ -177,10 +197,15 @@ def _local_minilm() -> Path:
 
 
 def test_bertscore_with_a_local_model_takes_the_best_gold():
-    settings = m.BertScoreSettings(model=str(_local_minilm()), num_layers=6, batch_size=8, device="cpu")
+    settings = m.BertScoreSettings(
+        model=str(_local_minilm()), num_layers=6, batch_size=8, device="cpu"
+    )
     scores = m.bertscore(
         ["the capital of france is paris", "blue whales are mammals"],
-        [["paris is the capital of france", "the capital of france is paris"], ["a recipe for cake"]],
+        [
+            ["paris is the capital of france", "the capital of france is paris"],
+            ["a recipe for cake"],
+        ],
         settings,
     )
     assert scores is not None and len(scores) == 2
@@ -201,7 +226,9 @@ ANSWERS = pd.DataFrame(
 
 
 def test_score_answers_per_query_table(caplog):
-    predictions = pd.DataFrame({"query_id": ["q1", "q2", "q9"], "prediction": ["paris.", "It was 1972", "x"]})
+    predictions = pd.DataFrame(
+        {"query_id": ["q1", "q2", "q9"], "prediction": ["paris.", "It was 1972", "x"]}
+    )
     with caplog.at_level(logging.WARNING):
         scores = m.score_answers(predictions, ANSWERS, ["EM", "F1"])
     assert "1 of 3 queries have no prediction" in caplog.text

@@ -48,10 +48,21 @@ SIG = significance(
 
 def spec(**overrides):
     base = dict(
-        backbone="b", init_from=None, label_source="human", utilrank_threshold=None,
-        human_positive="random", union_ratio=0.0, query_ratio=1.0, empty_policy="drop",
-        seed=42, loss="SingleLH", positive_sampling="pos_one", lr=3e-5, epochs=2,
-        warmup_ratio=0.0, batch_size=16,
+        backbone="b",
+        init_from=None,
+        label_source="human",
+        utilrank_threshold=None,
+        human_positive="random",
+        union_ratio=0.0,
+        query_ratio=1.0,
+        empty_policy="drop",
+        seed=42,
+        loss="SingleLH",
+        positive_sampling="pos_one",
+        lr=3e-5,
+        epochs=2,
+        warmup_ratio=0.0,
+        batch_size=16,
     )
     return {**base, **overrides}
 
@@ -64,10 +75,14 @@ SPECS = {
     "utilsel-rand1": spec(label_source="utilsel", loss="Rand1LH"),
     "utilsel-joint": spec(label_source="utilsel", loss="JointLH", positive_sampling="pos_all"),
     "utilrank-30": spec(label_source="utilrank", utilrank_threshold=30.0, loss="Rand1LH"),
-    "utilsel-pu20": spec(label_source="utilsel", loss="SumMargLH", positive_sampling="pos_all", union_ratio=0.2),
+    "utilsel-pu20": spec(
+        label_source="utilsel", loss="SumMargLH", positive_sampling="pos_all", union_ratio=0.2
+    ),
     "utilsel-cl20": spec(init_from="utilsel", query_ratio=0.2, epochs=1),
     "utilsel-cl100": spec(init_from="utilsel", epochs=1),
-    "lr-variant": spec(label_source="relsel", loss="SumMargLH", positive_sampling="pos_all", lr=1e-5),
+    "lr-variant": spec(
+        label_source="relsel", loss="SumMargLH", positive_sampling="pos_all", lr=1e-5
+    ),
 }
 
 
@@ -76,12 +91,16 @@ SPECS = {
 
 def test_retrieval_table_layout_markers_and_best():
     table = R.retrieval_table(
-        RETRIEVAL, SIG, ["bm25", "zeroshot", "human", "utilsel"],
+        RETRIEVAL,
+        SIG,
+        ["bm25", "zeroshot", "human", "utilsel"],
         {("scifact", "test"): ["nDCG@10", "RR@10"], ("nq", "test"): ["nDCG@10"]},
     )
     assert list(table.values.index) == ["bm25", "human", "utilsel"]  # zeroshot has no value
     assert list(table.values.columns) == [
-        ("scifact/test", "nDCG@10"), ("scifact/test", "RR@10"), ("nq/test", "nDCG@10")
+        ("scifact/test", "nDCG@10"),
+        ("scifact/test", "RR@10"),
+        ("nq/test", "nDCG@10"),
     ]
     assert table.text(0, 0) == "67.9" and table.marker(0, 0) == "-"
     assert table.marker(2, 2) == "+" and table.marker(1, 0) == ""
@@ -91,7 +110,9 @@ def test_retrieval_table_layout_markers_and_best():
 
 
 def test_best_uses_shown_precision_so_ties_are_all_bold():
-    m = metrics([("a", "d", "s", "M", 0.70004), ("b", "d", "s", "M", 0.69996), ("c", "d", "s", "M", 0.5)])
+    m = metrics(
+        [("a", "d", "s", "M", 0.70004), ("b", "d", "s", "M", 0.69996), ("c", "d", "s", "M", 0.5)]
+    )
     table = R.retrieval_table(m, None, ["a", "b", "c"], {("d", "s"): ["M"]})
     assert list(table.best().iloc[:, 0]) == [True, True, False]  # both show 70.0
 
@@ -112,7 +133,9 @@ def test_markdown_has_header_alignment_markers_and_bold():
 
 
 def test_html_is_a_page_with_two_header_rows_and_escaped_text():
-    table = R.retrieval_table(RETRIEVAL, SIG, ["bm25", "human"], {("scifact", "test"): ["nDCG@10", "RR@10"]})
+    table = R.retrieval_table(
+        RETRIEVAL, SIG, ["bm25", "human"], {("scifact", "test"): ["nDCG@10", "RR@10"]}
+    )
     table.notes.append("a < b & c")
     page = R.render_html(table)
     assert page.startswith("<!DOCTYPE html>") and page.count("<tr>") == 4  # 2 header + 2 rows
@@ -133,7 +156,12 @@ def test_table_rejects_unknown_format_and_misshapen_markers():
 
 def test_duplicate_metric_rows_are_an_error():
     with pytest.raises(ValueError, match="repeated"):
-        R.retrieval_table(pd.concat([RETRIEVAL, RETRIEVAL.head(1)]), None, ["bm25"], {("scifact", "test"): ["nDCG@10"]})
+        R.retrieval_table(
+            pd.concat([RETRIEVAL, RETRIEVAL.head(1)]),
+            None,
+            ["bm25"],
+            {("scifact", "test"): ["nDCG@10"]},
+        )
 
 
 # --- Table 3 ------------------------------------------------------------------------------
@@ -141,7 +169,9 @@ def test_duplicate_metric_rows_are_an_error():
 
 def test_dataset_table_average_only_over_complete_runs():
     m = pd.concat([RETRIEVAL, metrics([("zeroshot", "nq", "test", "nDCG@10", 0.4)])])
-    table = R.dataset_table(m, SIG, ["bm25", "zeroshot", "human"], [("scifact", "test"), ("nq", "test")], "nDCG@10")
+    table = R.dataset_table(
+        m, SIG, ["bm25", "zeroshot", "human"], [("scifact", "test"), ("nq", "test")], "nDCG@10"
+    )
     assert list(table.values.index) == ["scifact/test", "nq/test", "Average"]
     assert list(table.values.columns) == ["bm25", "zeroshot", "human"]
     assert table.values.loc["Average", "bm25"] == pytest.approx((0.679 + 0.30) / 2)
@@ -158,12 +188,20 @@ def test_dataset_table_average_only_over_complete_runs():
 def test_rag_table_puts_recall_first_and_drops_uncomputed_measures():
     m = metrics(
         [
-            ("bm25", "nq", "test", "EM", 0.2), ("bm25", "nq", "test", "F1", 0.3), ("bm25", "nq", "test", "R@5", 0.6),
-            ("human", "nq", "test", "EM", 0.25), ("human", "nq", "test", "F1", 0.35), ("human", "nq", "test", "R@5", 0.7),
+            ("bm25", "nq", "test", "EM", 0.2),
+            ("bm25", "nq", "test", "F1", 0.3),
+            ("bm25", "nq", "test", "R@5", 0.6),
+            ("human", "nq", "test", "EM", 0.25),
+            ("human", "nq", "test", "F1", 0.35),
+            ("human", "nq", "test", "R@5", 0.7),
         ]
     )
-    targets = [{"dataset": "nq", "split": "test", "top_k": 5, "measures": ["EM", "F1", "BERTScore"]}]
-    table = R.rag_table(m, significance([("bm25", "nq", "test", "EM", "-")]), ["human", "bm25"], targets)
+    targets = [
+        {"dataset": "nq", "split": "test", "top_k": 5, "measures": ["EM", "F1", "BERTScore"]}
+    ]
+    table = R.rag_table(
+        m, significance([("bm25", "nq", "test", "EM", "-")]), ["human", "bm25"], targets
+    )
     assert [c[1] for c in table.values.columns] == ["R@5", "EM", "F1"]
     assert list(table.values.index) == ["human", "bm25"]
     assert table.text(1, 1) + table.marker(1, 1) == "20.0-"
@@ -188,7 +226,14 @@ def test_annotation_table_formats_percent_counts_and_floats():
     )
     table = R.annotation_table(report)
     assert list(table.values.index) == ["relsel", "utilsel", "utilrank@10"]
-    assert list(table.values.columns) == ["Precision", "Recall", "#pos/query", "queries", "no positive", "prompt tokens"]
+    assert list(table.values.columns) == [
+        "Precision",
+        "Recall",
+        "#pos/query",
+        "queries",
+        "no positive",
+        "prompt tokens",
+    ]
     row = [table.text(0, j) for j in range(6)]
     assert row == ["15.1", "92.8", "6.2", "64", "1", "123,456"]
     assert not table.best().any().any()
@@ -210,7 +255,10 @@ def test_controlled_groups_follow_the_paper_components():
 
 
 def test_strategy_comparison_prefers_the_papers_loss_over_config_order():
-    specs = {"utilsel-joint": SPECS["utilsel-joint"], **{k: SPECS[k] for k in ("relsel", "utilsel", "utilrank")}}
+    specs = {
+        "utilsel-joint": SPECS["utilsel-joint"],
+        **{k: SPECS[k] for k in ("relsel", "utilsel", "utilrank")},
+    }
     groups = {g.component: g for g in R.controlled_groups(specs)}
     assert groups["annotation strategy"].runs == ("relsel", "utilsel", "utilrank")
     assert groups["loss"].runs == ("utilsel-joint", "utilsel")
@@ -228,14 +276,24 @@ def test_no_group_without_a_comparison():
 
 
 def test_variant_names():
-    assert R.describe_variant(SPECS["utilrank"], ["label_source", "loss"]) == "UtilRank (k = 10 %), Rand1LH"
-    assert R.describe_variant(SPECS["utilsel-cl20"], ["init_from", "query_ratio", "loss"]) == "CL 20 % human after utilsel"
-    assert R.describe_variant(SPECS["utilsel-pu20"], ["union_ratio", "loss"]) == "Positive Union 20 %"
+    assert (
+        R.describe_variant(SPECS["utilrank"], ["label_source", "loss"])
+        == "UtilRank (k = 10 %), Rand1LH"
+    )
+    assert (
+        R.describe_variant(SPECS["utilsel-cl20"], ["init_from", "query_ratio", "loss"])
+        == "CL 20 % human after utilsel"
+    )
+    assert (
+        R.describe_variant(SPECS["utilsel-pu20"], ["union_ratio", "loss"]) == "Positive Union 20 %"
+    )
     assert R.describe_variant(SPECS["lr-variant"], ["lr"]) == "lr = 1e-05"
 
 
 def test_controlled_table_has_reference_row_first():
-    table = R.controlled_table(SPECS, RETRIEVAL, SIG, ("scifact", "test"), ["nDCG@10", "RR@10"], reference="human")
+    table = R.controlled_table(
+        SPECS, RETRIEVAL, SIG, ("scifact", "test"), ["nDCG@10", "RR@10"], reference="human"
+    )
     rows = list(table.values.index)
     assert rows[0] == ("—", "Human", "human")
     assert ("annotation strategy", "UtilSel, SumMargLH", "utilsel") in rows
@@ -262,27 +320,49 @@ ANNOTATION_REPORT = pd.DataFrame(
 def test_threshold_sweep_and_retrieval_points():
     sweep = R.annotation_sweep(ANNOTATION_REPORT)
     assert list(sweep["threshold"]) == [10.0, 30.0] and list(sweep["precision"]) == [0.7, 0.5]
-    m = metrics([("utilrank", "scifact", "test", "RR@10", 0.6), ("utilsel", "scifact", "test", "RR@10", 0.7)])
+    m = metrics(
+        [
+            ("utilrank", "scifact", "test", "RR@10", 0.6),
+            ("utilsel", "scifact", "test", "RR@10", 0.7),
+        ]
+    )
     points = R.retrieval_by_threshold(SPECS, m, ("scifact", "test"), "RR@10")
-    assert points.to_dict("records") == [{"run": "utilrank", "threshold": 10.0, "loss": "Rand1LH", "value": 0.6}]
+    assert points.to_dict("records") == [
+        {"run": "utilrank", "threshold": 10.0, "loss": "Rand1LH", "value": 0.6}
+    ]
 
 
 def test_ratio_curves_need_two_ratios_per_parent():
     assert R.has_ratio_curves(SPECS)
     assert not R.has_ratio_curves({k: v for k, v in SPECS.items() if k != "utilsel-cl100"})
     m = metrics(
-        [("utilsel", "d", "s", "RR@10", 0.35), ("utilsel-cl20", "d", "s", "RR@10", 0.38), ("utilsel-cl100", "d", "s", "RR@10", 0.39)]
+        [
+            ("utilsel", "d", "s", "RR@10", 0.35),
+            ("utilsel-cl20", "d", "s", "RR@10", 0.38),
+            ("utilsel-cl100", "d", "s", "RR@10", 0.39),
+        ]
     )
     curves = R.human_ratio_curves(SPECS, m, ("d", "s"), "RR@10")
-    assert list(zip(curves["ratio"], curves["run"])) == [(0.0, "utilsel"), (20.0, "utilsel-cl20"), (100.0, "utilsel-cl100")]
+    assert list(zip(curves["ratio"], curves["run"])) == [
+        (0.0, "utilsel"),
+        (20.0, "utilsel-cl20"),
+        (100.0, "utilsel-cl100"),
+    ]
 
 
 def test_figures_are_written_as_png(tmp_path):
     sweep = R.annotation_sweep(ANNOTATION_REPORT)
-    points = pd.DataFrame([("utilrank", 10.0, "Rand1LH", 0.6)], columns=["run", "threshold", "loss", "value"])
+    points = pd.DataFrame(
+        [("utilrank", 10.0, "Rand1LH", 0.6)], columns=["run", "threshold", "loss", "value"]
+    )
     R.plot_threshold_sweep(sweep, points, "RR@10", "scifact/test", tmp_path / "f3b.png")
-    R.plot_threshold_sweep(sweep.iloc[:0], points.iloc[:0], "RR@10", "scifact/test", tmp_path / "empty.png")
-    curves = pd.DataFrame([("utilsel", 0.0, "utilsel", 0.3), ("utilsel", 20.0, "c", 0.4)], columns=["parent", "ratio", "run", "value"])
+    R.plot_threshold_sweep(
+        sweep.iloc[:0], points.iloc[:0], "RR@10", "scifact/test", tmp_path / "empty.png"
+    )
+    curves = pd.DataFrame(
+        [("utilsel", 0.0, "utilsel", 0.3), ("utilsel", 20.0, "c", 0.4)],
+        columns=["parent", "ratio", "run", "value"],
+    )
     R.plot_human_ratio(curves, "RR@10", "d/s", tmp_path / "f3a.png", reference=("human", 0.38))
     for name in ("f3b.png", "empty.png", "f3a.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -291,6 +371,8 @@ def test_figures_are_written_as_png(tmp_path):
 def test_summary_contains_every_table_and_figure():
     t2 = R.retrieval_table(RETRIEVAL, SIG, ["bm25"], {("nq", "test"): ["nDCG@10"]})
     t1 = R.annotation_table(ANNOTATION_REPORT)
-    text = R.summary_markdown("demo", [t1, t2], figures=[("Figure 3b", "results/demo/report/fig.png")])
+    text = R.summary_markdown(
+        "demo", [t1, t2], figures=[("Figure 3b", "results/demo/report/fig.png")]
+    )
     assert text.startswith("# demo\n")
     assert t1.title in text and t2.title in text and "`results/demo/report/fig.png`" in text

@@ -12,10 +12,38 @@ METRICS = pd.DataFrame(
 
 def test_statuses():
     expected = [
-        {"run": "bm25", "dataset": "scifact", "split": "test", "measure": "nDCG@10", "expected": 0.679, "tolerance": 0.003},
-        {"run": "bm25", "dataset": "scifact", "split": "test", "measure": "R@100", "expected": 0.925, "tolerance": 0.003},
-        {"run": "bm25", "dataset": "scifact", "split": "test", "measure": "RR@10", "expected": 0.6, "tolerance": 0.01},
-        {"run": "human", "dataset": "msmarco", "split": "dev", "measure": "RR@10", "expected": 0.386, "tolerance": 0.01},
+        {
+            "run": "bm25",
+            "dataset": "scifact",
+            "split": "test",
+            "measure": "nDCG@10",
+            "expected": 0.679,
+            "tolerance": 0.003,
+        },
+        {
+            "run": "bm25",
+            "dataset": "scifact",
+            "split": "test",
+            "measure": "R@100",
+            "expected": 0.925,
+            "tolerance": 0.003,
+        },
+        {
+            "run": "bm25",
+            "dataset": "scifact",
+            "split": "test",
+            "measure": "RR@10",
+            "expected": 0.6,
+            "tolerance": 0.01,
+        },
+        {
+            "run": "human",
+            "dataset": "msmarco",
+            "split": "dev",
+            "measure": "RR@10",
+            "expected": 0.386,
+            "tolerance": 0.01,
+        },
     ]
     table = check(METRICS, expected)
     assert table["status"].tolist() == ["ok", "off", "missing"]  # msmarco entry does not apply

@@ -233,7 +233,9 @@ def test_utilrank_threshold_cuts_the_relsel_list(pools, labels, k, expected):
 @pytest.mark.parametrize("policy", ["drop", "keep"])
 def test_labels_without_any_positive_fail_naming_the_cause(pools, labels, policy):
     nothing = labels.assign(selected=False)
-    with pytest.raises(ValueError, match="all 2 selected queries are without one under label_source 'utilsel'"):
+    with pytest.raises(
+        ValueError, match="all 2 selected queries are without one under label_source 'utilsel'"
+    ):
         build_trainset(pools, nothing, TrainsetSettings("utilsel", empty_policy=policy))
 
 

@@ -70,11 +70,13 @@ def test_queries_of_other_runs_do_not_enter_a_pair():
 
 
 def test_zero_variance_differences_give_no_nan():
-    identical = paired_ttests(long_table({"human": [0.1, 0.5, 0.9], "copy": [0.1, 0.5, 0.9]}), "human").iloc[
-        0
-    ]
+    identical = paired_ttests(
+        long_table({"human": [0.1, 0.5, 0.9], "copy": [0.1, 0.5, 0.9]}), "human"
+    ).iloc[0]
     assert (identical["t"], identical["p_value"], identical["marker"]) == (0.0, 1.0, "")
-    shifted = paired_ttests(long_table({"human": [0.1, 0.5, 0.9], "up": [0.2, 0.6, 1.0]}), "human").iloc[0]
+    shifted = paired_ttests(
+        long_table({"human": [0.1, 0.5, 0.9], "up": [0.2, 0.6, 1.0]}), "human"
+    ).iloc[0]
     assert shifted["t"] == np.inf and shifted["p_value"] == 0.0 and shifted["marker"] == "+"
     assert paired_ttest(np.array([1.0]), np.array([0.0])) == (0.0, 1.0)
     out = paired_ttests(long_table({"human": [0.1, 0.5], "copy": [0.1, 0.5]}), "human")
@@ -84,8 +86,12 @@ def test_zero_variance_differences_give_no_nan():
 def test_groups_by_dataset_split_and_measure_and_custom_markers():
     table = pd.concat(
         [
-            long_table({"human": [0.1, 0.2, 0.3, 0.2], "replug": [0.9, 0.8, 0.9, 0.7]}, measure="EM"),
-            long_table({"human": [0.1, 0.2, 0.3, 0.2], "replug": [0.1, 0.2, 0.3, 0.2]}, measure="F1"),
+            long_table(
+                {"human": [0.1, 0.2, 0.3, 0.2], "replug": [0.9, 0.8, 0.9, 0.7]}, measure="EM"
+            ),
+            long_table(
+                {"human": [0.1, 0.2, 0.3, 0.2], "replug": [0.1, 0.2, 0.3, 0.2]}, measure="F1"
+            ),
         ]
     )
     out = paired_ttests(table, "human", markers=("†", "‡"))

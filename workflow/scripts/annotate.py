@@ -19,8 +19,12 @@ def run_shard(smk, log):
     calls = manifest["llm_calls"]
     log.info(
         "shard %s: %d queries, %d LLM calls: %d generated, %d from cache (%.1f s)",
-        smk.wildcards.shard, manifest["queries"]["queries"], calls["calls"],
-        calls["generated"], calls["cached"], manifest["wall_seconds"],
+        smk.wildcards.shard,
+        manifest["queries"]["queries"],
+        calls["calls"],
+        calls["generated"],
+        calls["cached"],
+        manifest["wall_seconds"],
     )
 
 

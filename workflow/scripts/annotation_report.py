@@ -13,6 +13,12 @@ if __name__ == "__main__":
             snakemake.params.thresholds,
         )
         for row in report.itertuples(index=False):
-            log.info("%-12s P %.3f R %.3f pos/q %.2f empty %d failed %d", row.name,
-                     row.precision, row.recall, row.avg_positives, row.empty_queries,
-                     row.failed_parses)
+            log.info(
+                "%-12s P %.3f R %.3f pos/q %.2f empty %d failed %d",
+                row.name,
+                row.precision,
+                row.recall,
+                row.avg_positives,
+                row.empty_queries,
+                row.failed_parses,
+            )

@@ -8,8 +8,19 @@ from utilann.runs import split_queries
 
 p = snakemake.params
 with script_logging(snakemake.log[0], "bm25_search") as log:
-    queries = split_queries(read_table(snakemake.input.queries), read_table(snakemake.input.qrels), snakemake.wildcards.split)
-    log.info("searching %d %s queries (k1=%s b=%s depth=%d)", len(queries), snakemake.wildcards.split, p.k1, p.b, p.depth)
+    queries = split_queries(
+        read_table(snakemake.input.queries),
+        read_table(snakemake.input.qrels),
+        snakemake.wildcards.split,
+    )
+    log.info(
+        "searching %d %s queries (k1=%s b=%s depth=%d)",
+        len(queries),
+        snakemake.wildcards.split,
+        p.k1,
+        p.b,
+        p.depth,
+    )
     run = search(snakemake.input.index, queries, p.k1, p.b, p.depth, snakemake.threads, p.variant)
     meta = {"run": "bm25", "variant": p.variant, "k1": p.k1, "b": p.b, "depth": p.depth}
     write_table(run, snakemake.output.run, schemas.RUN, meta)

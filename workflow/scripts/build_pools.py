@@ -1,7 +1,5 @@
 """Build the annotation candidate pools and split them into shards (one per annotation job)."""
 
-import pandas as pd
-
 from utilann import schemas
 from utilann.datasets import read_corpus
 from utilann.io import read_table, write_table
@@ -22,13 +20,22 @@ with script_logging(snakemake.log[0], "build_pools") as log:
         seed=p.seed,
         source=p.source,
     )
-    meta = {"split": p.split, "source": p.source, "negatives": p.negatives, "max_queries": p.max_queries, "seed": p.seed}
+    meta = {
+        "split": p.split,
+        "source": p.source,
+        "negatives": p.negatives,
+        "max_queries": p.max_queries,
+        "seed": p.seed,
+    }
     shards = shard_of(pools, len(snakemake.output.shards))
     for i, (shard, path) in enumerate(zip(shards, snakemake.output.shards)):
         write_table(shard, path, schemas.POOLS, {**meta, "shard": i, "shards": len(shards)})
     per_query = pools.groupby("query_id").size()
     log.info(
         "%d queries, %d passages (%.1f per query, %d human positives) in %d shards",
-        per_query.size, len(pools), per_query.mean() if len(per_query) else 0.0,
-        int(pools["is_human_positive"].sum()), len(shards),
+        per_query.size,
+        len(pools),
+        per_query.mean() if len(per_query) else 0.0,
+        int(pools["is_human_positive"].sum()),
+        len(shards),
     )

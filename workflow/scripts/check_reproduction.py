@@ -13,5 +13,15 @@ with script_logging(snakemake.log[0], "check_reproduction") as log:
     with atomic_path(snakemake.output[0]) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     for row in table.itertuples(index=False):
-        log.info("%-4s %s %s/%s %s: %.4f vs %.4f +- %.3f (%s)", row.status, row.run, row.dataset, row.split,
-                 row.measure, row.obtained, row.expected, row.tolerance, row.source)
+        log.info(
+            "%-4s %s %s/%s %s: %.4f vs %.4f +- %.3f (%s)",
+            row.status,
+            row.run,
+            row.dataset,
+            row.split,
+            row.measure,
+            row.obtained,
+            row.expected,
+            row.tolerance,
+            row.source,
+        )

@@ -14,5 +14,7 @@ with script_logging(snakemake.log[0], "download_dataset") as log:
         log.info("materialising %s from ir_datasets %s", name, source["ir_datasets"])
         download_ir_datasets(name, source["ir_datasets"], dest)
     else:
-        raise DatasetError(offline_help(name, source["format"], dest, None) + " (no download source configured)")
+        raise DatasetError(
+            offline_help(name, source["format"], dest, None) + " (no download source configured)"
+        )
     log.info("dataset %s is in %s", name, dest)

@@ -10,7 +10,12 @@ with script_logging(snakemake.log[0], "evaluate_run") as log:
     qrels = read_table(snakemake.input.qrels)
     qrels = qrels[qrels["split"] == w.split]
     per_query = evaluate_run(read_table(snakemake.input.run), qrels, snakemake.params.measures)
-    meta = {"run": w.run, "dataset": w.dataset, "split": w.split, "measures": snakemake.params.measures}
+    meta = {
+        "run": w.run,
+        "dataset": w.dataset,
+        "split": w.split,
+        "measures": snakemake.params.measures,
+    }
     write_table(per_query, snakemake.output.per_query, schemas.PER_QUERY, meta)
     metrics = aggregate(per_query, w.run, w.dataset, w.split)
     write_table(metrics, snakemake.output.metrics, schemas.METRICS, meta)

@@ -8,7 +8,9 @@ from utilann.logs import script_logging
 
 with script_logging(snakemake.log[0], "metrics_table") as log:
     table = pd.concat([read_table(path) for path in snakemake.input], ignore_index=True)
-    table = table.sort_values(["dataset", "split", "run", "measure"], kind="stable").reset_index(drop=True)
+    table = table.sort_values(["dataset", "split", "run", "measure"], kind="stable").reset_index(
+        drop=True
+    )
     write_table(table, snakemake.output.table, schemas.METRICS, {"sources": list(snakemake.input)})
     with atomic_path(snakemake.output.tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")

@@ -20,5 +20,7 @@ with script_logging(snakemake.log[0], "plot_human_ratio") as log:
             & (metrics["measure"] == p.measure)
         ]
         reference = (p.reference, float(row["value"].iloc[0])) if len(row) else None
-    R.plot_human_ratio(curves, p.measure, R.target_label(*target), snakemake.output.figure, reference)
+    R.plot_human_ratio(
+        curves, p.measure, R.target_label(*target), snakemake.output.figure, reference
+    )
     log.info("%d curves, %d points", curves["parent"].nunique(), len(curves))

@@ -19,7 +19,9 @@ with script_logging(snakemake.log[0], "rag_score") as log:
     generations = read_table(snakemake.input.generations)
     qids = list(questions["query_id"].astype(str))
     bertscore = BertScoreSettings(**p.bertscore) if p.bertscore else None
-    scores = score_answers(generations[["query_id", "prediction"]], questions, p.measures, bertscore)
+    scores = score_answers(
+        generations[["query_id", "prediction"]], questions, p.measures, bertscore
+    )
 
     qrels = read_table(snakemake.input.qrels)
     qrels = qrels[qrels["split"] == w.split]

@@ -17,18 +17,32 @@ with script_logging(snakemake.log[0], "significance") as log:
     frames = []
     for path in [*snakemake.input.retrieval, *snakemake.input.rag]:
         meta = read_metadata(path)
-        frames.append(read_table(path).assign(run=meta["run"], dataset=meta["dataset"], split=meta["split"]))
+        frames.append(
+            read_table(path).assign(run=meta["run"], dataset=meta["dataset"], split=meta["split"])
+        )
     per_query = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     runs = sorted(set(per_query["run"])) if len(per_query) else []
     if p.baseline != p.requested_baseline:
-        log.warning("rag.baseline %r is not a run of this experiment: testing against %r instead",
-                    p.requested_baseline, p.baseline)
+        log.warning(
+            "rag.baseline %r is not a run of this experiment: testing against %r instead",
+            p.requested_baseline,
+            p.baseline,
+        )
     if p.baseline is None or p.baseline not in runs:
         log.warning("baseline run %r has no per-query values; nothing is tested", p.baseline)
         table = pd.DataFrame(columns=schemas.SIGNIFICANCE.names)
     else:
         table = paired_ttests(per_query, p.baseline, alpha=p.alpha)
-    log.info("baseline %s, alpha %g: %d tests, %d significant", p.baseline, p.alpha, len(table),
-             int(table["significant"].sum()) if len(table) else 0)
-    write_table(table, snakemake.output.table, schemas.SIGNIFICANCE,
-                {"baseline": p.baseline, "alpha": p.alpha, "files": len(frames)})
+    log.info(
+        "baseline %s, alpha %g: %d tests, %d significant",
+        p.baseline,
+        p.alpha,
+        len(table),
+        int(table["significant"].sum()) if len(table) else 0,
+    )
+    write_table(
+        table,
+        snakemake.output.table,
+        schemas.SIGNIFICANCE,
+        {"baseline": p.baseline, "alpha": p.alpha, "files": len(frames)},
+    )

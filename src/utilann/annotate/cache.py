@@ -54,8 +54,12 @@ def request_key(
     configs are the same request.
     """
     payload = json.dumps(
-        {"model": model, "dtype": dtype, "messages": list(messages),
-         "sampling": _canonical(sampling)},
+        {
+            "model": model,
+            "dtype": dtype,
+            "messages": list(messages),
+            "sampling": _canonical(sampling),
+        },
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
@@ -115,7 +119,7 @@ class GenerationCache:
             if not missing:
                 break
             for start in range(0, len(missing), _LOOKUP_BATCH):
-                batch = missing[start:start + _LOOKUP_BATCH]
+                batch = missing[start : start + _LOOKUP_BATCH]
                 try:
                     rows = conn.execute(
                         "SELECT key, text, prompt_tokens, output_tokens, finish_reason, "
@@ -129,17 +133,24 @@ class GenerationCache:
                     found[key] = (Generation(text, p_tok, o_tok, finish), seconds)
         return found
 
-    def put_many(
-        self, entries: Sequence[tuple[str, str, Generation, float]], model: str
-    ) -> None:
+    def put_many(self, entries: Sequence[tuple[str, str, Generation, float]], model: str) -> None:
         """Durably store ``(key, step, generation, gen_seconds)`` entries in one transaction."""
         now = time.time()
         with self._own:
             self._own.executemany(
                 "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (key, step, model, g.text, g.prompt_tokens, g.output_tokens,
-                     g.finish_reason, seconds, now)
+                    (
+                        key,
+                        step,
+                        model,
+                        g.text,
+                        g.prompt_tokens,
+                        g.output_tokens,
+                        g.finish_reason,
+                        seconds,
+                        now,
+                    )
                     for key, step, g, seconds in entries
                 ],
             )

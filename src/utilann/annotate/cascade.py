@@ -219,7 +219,7 @@ class Cascade:
         size = self.settings.chunk_size
         with tqdm(total=len(requests), desc=label, unit="call", disable=not requests) as bar:
             for start in range(0, len(requests), size):
-                chunk = requests[start:start + size]
+                chunk = requests[start : start + size]
                 todo = {r.key: r for r in chunk if r.key not in known}
                 if todo:
                     known.update(self._generate_chunk(list(todo.values())))
@@ -251,8 +251,11 @@ class Cascade:
         total = sum(tokens) or len(tokens)
         seconds = [wall * (t or 1) / total for t in tokens]  # share of the batch's time
         self.cache.put_many(
-            [(r.key, r.step, g, s) for r, g, s in zip(todo, generations, seconds, strict=True)
-             if g.finish_reason != PROMPT_TOO_LONG],  # may fit under another max_model_len
+            [
+                (r.key, r.step, g, s)
+                for r, g, s in zip(todo, generations, seconds, strict=True)
+                if g.finish_reason != PROMPT_TOO_LONG
+            ],  # may fit under another max_model_len
             model=self.settings.model,
         )
         return {r.key: (g, s) for r, g, s in zip(todo, generations, seconds, strict=True)}
@@ -279,21 +282,26 @@ class Cascade:
         """RelSel over every window; per query, each shown passage's merged label."""
         s = self.settings
         windows = {
-            q.query_id: relsel_windows(q.is_human, s.window_size, s.position_policy, s.seed,
-                                       q.query_id)
+            q.query_id: relsel_windows(
+                q.is_human, s.window_size, s.position_policy, s.seed, q.query_id
+            )
             for q in queries
         }
         outcomes = self._generate(
-            [self._request("relsel", q, w, shown)
-             for q in queries for w, shown in enumerate(windows[q.query_id])],
+            [
+                self._request("relsel", q, w, shown)
+                for q in queries
+                for w, shown in enumerate(windows[q.query_id])
+            ],
             "relsel",
         )
         self._parse_selections(outcomes)
         chosen: dict[str, list[set[int]]] = {q.query_id: [] for q in queries}
         for o in outcomes:  # windows come back in order, per query
             chosen[o.request.query_id].append(set(o.parsed))
-        labels = {q.query_id: merge_windows(windows[q.query_id], chosen[q.query_id])
-                  for q in queries}
+        labels = {
+            q.query_id: merge_windows(windows[q.query_id], chosen[q.query_id]) for q in queries
+        }
         return outcomes, labels
 
     def _answers(
@@ -319,8 +327,11 @@ class Cascade:
         """UtilSel and UtilRank in one batch; selections and 1-based ranks by pool index."""
         steps = [step for step in ("utilsel", "utilrank") if step in self.settings.steps]
         outcomes = self._generate(
-            [self._request(step, q, 0, subsets[q.query_id], answers[q.query_id])
-             for q in queries for step in steps],
+            [
+                self._request(step, q, 0, subsets[q.query_id], answers[q.query_id])
+                for q in queries
+                for step in steps
+            ],
             "+".join(steps),
         )
         selected: dict[str, set[int]] = {}
@@ -340,8 +351,9 @@ class Cascade:
         queries = group_pools(pools, self.settings.passage_max_words)
         outcomes, relsel = self._relsel(queries)
         # the RelSel subset of each query, in the order its passages were shown
-        subsets = {qid: [i for i, chosen in labels.items() if chosen]
-                   for qid, labels in relsel.items()}
+        subsets = {
+            qid: [i for i, chosen in labels.items() if chosen] for qid, labels in relsel.items()
+        }
         with_subset = [q for q in queries if subsets[q.query_id]]
         utilsel: dict[str, set[int]] = {}
         utilrank: dict[str, dict[int, int]] = {}
@@ -350,8 +362,7 @@ class Cascade:
             util_outcomes, utilsel, utilrank = self._utility(with_subset, subsets, answers)
             outcomes += answer_outcomes + util_outcomes
 
-        labels = _label_rows(queries, self.settings.strategies, relsel, subsets, utilsel,
-                             utilrank)
+        labels = _label_rows(queries, self.settings.strategies, relsel, subsets, utilsel, utilrank)
         counts = {
             "queries": len(queries),
             "passages": sum(len(q.doc_ids) for q in queries),
@@ -378,8 +389,12 @@ def _label_rows(
         qid, n_sub = q.query_id, len(subsets[q.query_id])
         passages = zip(q.doc_ids, q.positions, q.is_human, strict=True)
         for i, (doc_id, position, human) in enumerate(passages):
-            base = {"query_id": qid, "doc_id": doc_id, "position": position,
-                    "is_human_positive": human}
+            base = {
+                "query_id": qid,
+                "doc_id": doc_id,
+                "position": position,
+                "is_human_positive": human,
+            }
             for strategy in strategies:
                 rank = None
                 if strategy == "relsel":
@@ -389,12 +404,28 @@ def _label_rows(
                 else:
                     rank = utilrank.get(qid, {}).get(i)
                     selected, length = rank is not None, n_sub
-                rows.append({**base, "strategy": strategy, "selected": selected, "rank": rank,
-                             "list_length": length})
-    labels = pd.DataFrame(rows, columns=[
-        "query_id", "doc_id", "position", "is_human_positive", "strategy", "selected", "rank",
-        "list_length",
-    ])
+                rows.append(
+                    {
+                        **base,
+                        "strategy": strategy,
+                        "selected": selected,
+                        "rank": rank,
+                        "list_length": length,
+                    }
+                )
+    labels = pd.DataFrame(
+        rows,
+        columns=[
+            "query_id",
+            "doc_id",
+            "position",
+            "is_human_positive",
+            "strategy",
+            "selected",
+            "rank",
+            "list_length",
+        ],
+    )
     labels["rank"] = labels["rank"].astype("Int32")
     return labels
 
@@ -405,21 +436,23 @@ def _raw_rows(outcomes: Sequence[Outcome], pools: Mapping[str, QueryPool]) -> pd
     for o in outcomes:
         r, g = o.request, o.generation
         doc_ids = pools[r.query_id].doc_ids
-        rows.append({
-            "query_id": r.query_id,
-            "step": r.step,
-            "window": r.window,
-            "doc_ids": [doc_ids[i] for i in r.shown],
-            "cache_key": r.key,
-            "text": g.text,
-            "prompt_tokens": g.prompt_tokens,
-            "output_tokens": g.output_tokens,
-            "finish_reason": g.finish_reason,
-            "gen_seconds": o.gen_seconds,
-            "from_cache": o.from_cache,
-            "parse_status": o.status,
-            "parse_issues": list(o.issues),
-            "parsed_doc_ids": [doc_ids[i] for i in o.parsed],
-            "answer": o.answer,
-        })
+        rows.append(
+            {
+                "query_id": r.query_id,
+                "step": r.step,
+                "window": r.window,
+                "doc_ids": [doc_ids[i] for i in r.shown],
+                "cache_key": r.key,
+                "text": g.text,
+                "prompt_tokens": g.prompt_tokens,
+                "output_tokens": g.output_tokens,
+                "finish_reason": g.finish_reason,
+                "gen_seconds": o.gen_seconds,
+                "from_cache": o.from_cache,
+                "parse_status": o.status,
+                "parse_issues": list(o.issues),
+                "parsed_doc_ids": [doc_ids[i] for i in o.parsed],
+                "answer": o.answer,
+            }
+        )
     return pd.DataFrame(rows)

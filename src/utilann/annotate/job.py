@@ -137,8 +137,14 @@ def annotate_shard(
     write_table(result.raw, raw_path, RAW, meta)
     steps = {step: st.as_dict() for step, st in result.stats.items()}
     for step, st in steps.items():
-        log.info("%s: %d calls, %d generated, %d from cache, parse %s",
-                 step, st["calls"], st["generated"], st["cached"], st["parse"])
+        log.info(
+            "%s: %d calls, %d generated, %d from cache, parse %s",
+            step,
+            st["calls"],
+            st["generated"],
+            st["cached"],
+            st["parse"],
+        )
     manifest = {
         **meta,
         "pools": str(pools_path),
@@ -165,10 +171,15 @@ def merge_labels(
     """Write the labels of all shards as one LABELS file; return empty queries per strategy."""
     labels, meta = read_shards(shard_paths)
     empty = {s: len(empty_queries(labels, s)) for s in sorted(labels["strategy"].unique())}
-    write_table(labels, out_path, LABELS,
-                {**meta, "shards": len(shard_paths), "empty_queries": empty})
-    log.info("merged %d shards: %d label rows; queries without a positive per strategy: %s",
-             len(shard_paths), len(labels), empty)
+    write_table(
+        labels, out_path, LABELS, {**meta, "shards": len(shard_paths), "empty_queries": empty}
+    )
+    log.info(
+        "merged %d shards: %d label rows; queries without a positive per strategy: %s",
+        len(shard_paths),
+        len(labels),
+        empty,
+    )
     return empty
 
 

@@ -17,8 +17,18 @@ from utilann.io import read_metadata, read_table
 from utilann.labels import derive_positives, split_empty
 
 #: metadata that must agree between shards for their labels to mean the same thing
-IDENTITY_KEYS = ("model", "dtype", "sampling", "prompts", "strategies", "window_size",
-                 "position_policy", "seed", "passage_max_words", "code_version")
+IDENTITY_KEYS = (
+    "model",
+    "dtype",
+    "sampling",
+    "prompts",
+    "strategies",
+    "window_size",
+    "position_policy",
+    "seed",
+    "passage_max_words",
+    "code_version",
+)
 #: any threshold gives the same emptiness: the cutoff keeps at least one ranked passage
 _ANY_THRESHOLD = 100.0
 

@@ -76,7 +76,7 @@ def strip_thinking(text: str) -> tuple[str, list[str]]:
     lower = text.lower()
     if "</think>" in lower:
         issues.append("think")
-        text = text[lower.rfind("</think>") + len("</think>"):]
+        text = text[lower.rfind("</think>") + len("</think>") :]
         lower = text.lower()
     if "<think>" in lower:
         issues.append("unclosed_think")

@@ -70,8 +70,10 @@ class PromptTemplate:
             for i, text in enumerate(shown, start=1):
                 messages.append({"role": "user", "content": text})
                 messages.append(
-                    {"role": "assistant",
-                     "content": _fill(self.passage_ack, {**common, "index": i})}
+                    {
+                        "role": "assistant",
+                        "content": _fill(self.passage_ack, {**common, "index": i}),
+                    }
                 )
         messages.append(
             {"role": "user", "content": _fill(self.final, {**common, "passages": "\n".join(shown)})}
@@ -110,8 +112,10 @@ def parse_template(raw: bytes, step: str, version: str) -> PromptTemplate:
         raise TemplateError(f"{where}: `passage_ack` is required when passage_turns is true")
     turns = []
     for turn in data.get("turns") or []:
-        if not isinstance(turn, dict) or turn.get("role") not in ROLES or not isinstance(
-            turn.get("content"), str
+        if (
+            not isinstance(turn, dict)
+            or turn.get("role") not in ROLES
+            or not isinstance(turn.get("content"), str)
         ):
             raise TemplateError(f"{where}: each turn needs role in {ROLES} and a string content")
         turns.append((turn["role"], turn["content"]))

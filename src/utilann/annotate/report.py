@@ -68,14 +68,16 @@ def annotation_report(
         cost = _cost(raw, strategy)
         for threshold in cuts:
             name = strategy if threshold is None else f"{strategy}@{threshold:g}"
-            rows.append({
-                "name": name,
-                "strategy": strategy,
-                "threshold": threshold,
-                **_quality(labels, strategy, threshold),
-                "empty_queries": empty,
-                **cost,
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "strategy": strategy,
+                    "threshold": threshold,
+                    **_quality(labels, strategy, threshold),
+                    "empty_queries": empty,
+                    **cost,
+                }
+            )
     return pd.DataFrame(rows, columns=ANNOTATION_REPORT.names)
 
 
@@ -86,23 +88,26 @@ def step_summary(raw: pd.DataFrame) -> pd.DataFrame:
     for step in steps:
         r = raw[raw["step"] == step]
         status = r["parse_status"].value_counts()
-        rows.append({
-            "step": step,
-            "calls": len(r),
-            "generated": int((~r["from_cache"].astype(bool)).sum()),
-            "cached": int(r["from_cache"].astype(bool).sum()),
-            "ok": int(status.get("ok", 0)),
-            "repaired": int(status.get("repaired", 0)),
-            "failed": int(status.get("failed", 0)),
-            "prompt_tokens": int(r["prompt_tokens"].sum()),
-            "output_tokens": int(r["output_tokens"].sum()),
-            "gen_seconds": round(float(r["gen_seconds"].sum()), 2),
-        })
+        rows.append(
+            {
+                "step": step,
+                "calls": len(r),
+                "generated": int((~r["from_cache"].astype(bool)).sum()),
+                "cached": int(r["from_cache"].astype(bool).sum()),
+                "ok": int(status.get("ok", 0)),
+                "repaired": int(status.get("repaired", 0)),
+                "failed": int(status.get("failed", 0)),
+                "prompt_tokens": int(r["prompt_tokens"].sum()),
+                "output_tokens": int(r["output_tokens"].sum()),
+                "gen_seconds": round(float(r["gen_seconds"].sum()), 2),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
+
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return "" if pd.isna(v) else f"{v:.3f}"
@@ -115,10 +120,21 @@ def _markdown_table(df: pd.DataFrame) -> str:
 
 def render_markdown(report: pd.DataFrame, steps: pd.DataFrame, meta: Mapping[str, Any]) -> str:
     """The report as Markdown: Table-1 style quality/cost, per-step table, run settings."""
-    quality = report[[
-        "name", "queries", "precision", "recall", "avg_positives", "empty_queries",
-        "failed_parses", "prompt_tokens", "output_tokens", "wall_seconds", "tokens_per_second",
-    ]].copy()
+    quality = report[
+        [
+            "name",
+            "queries",
+            "precision",
+            "recall",
+            "avg_positives",
+            "empty_queries",
+            "failed_parses",
+            "prompt_tokens",
+            "output_tokens",
+            "wall_seconds",
+            "tokens_per_second",
+        ]
+    ].copy()
     for col in ("precision", "recall"):
         quality[col] = 100 * quality[col]
     settings = "\n".join(f"- **{k}**: `{v}`" for k, v in sorted(meta.items()))

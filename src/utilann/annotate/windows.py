@@ -23,7 +23,7 @@ def _even_split(items: list[int], parts: int) -> list[list[int]]:
     chunks, start = [], 0
     for i in range(parts):
         size = base + (1 if i < extra else 0)
-        chunks.append(items[start:start + size])
+        chunks.append(items[start : start + size])
         start += size
     return chunks
 

@@ -60,7 +60,9 @@ def top_k(run: pd.DataFrame, k: int) -> pd.DataFrame:
     return ordered.groupby("query_id", sort=False).head(k).reset_index(drop=True)
 
 
-def load_passages(corpus: str | os.PathLike[str] | pd.DataFrame, doc_ids: Iterable[str]) -> dict[str, str]:
+def load_passages(
+    corpus: str | os.PathLike[str] | pd.DataFrame, doc_ids: Iterable[str]
+) -> dict[str, str]:
     """Formatted passages (``title text``) of ``doc_ids`` from a CORPUS table or shard directory.
 
     Only the requested rows are read from the shards, so an 8.8 M-passage corpus is never
@@ -112,10 +114,14 @@ def build_requests(
     best = top_k(run, k)
     lists = best.groupby("query_id", sort=False)["doc_id"].agg(list)
     lists.index = lists.index.astype(str)
-    wanted = list(dict.fromkeys(map(str, query_ids))) if query_ids is not None else list(lists.index)
+    wanted = (
+        list(dict.fromkeys(map(str, query_ids))) if query_ids is not None else list(lists.index)
+    )
     unknown = [q for q in wanted if q not in texts]
     if unknown:
-        raise KeyError(f"{len(unknown)} query id(s) have no text in the queries table (e.g. {unknown[:3]})")
+        raise KeyError(
+            f"{len(unknown)} query id(s) have no text in the queries table (e.g. {unknown[:3]})"
+        )
     requests = []
     for qid in wanted:
         if qid not in lists.index:
@@ -180,7 +186,9 @@ def generate(
             first_of_key.setdefault(key, i)
     todo = list(first_of_key.values())
     log.info(
-        "%d prompts: %d to generate, the rest reused (cache or identical prompt)", len(requests), len(todo)
+        "%d prompts: %d to generate, the rest reused (cache or identical prompt)",
+        len(requests),
+        len(todo),
     )
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]

@@ -127,16 +127,19 @@ def answer_split(
         if questions["answers_format"]
         else read_table(answers_path)
     )
-    chosen = select_questions(
-        answers, qrels, split, questions["max_queries"], questions["seed"]
-    )
+    chosen = select_questions(answers, qrels, split, questions["max_queries"], questions["seed"])
     if chosen.empty:
         raise ValueError(
             f"{dataset}/{split}: no query of the split has a gold answer "
             f"({len(answers)} answers in {answers_path})"
         )
-    log.info("%s/%s: %d questions with gold answers (cap %s)",
-             dataset, split, len(chosen), questions["max_queries"])
+    log.info(
+        "%s/%s: %d questions with gold answers (cap %s)",
+        dataset,
+        split,
+        len(chosen),
+        questions["max_queries"],
+    )
     qids = list(chosen["query_id"])
 
     template = load_template(target["prompt"])
@@ -170,11 +173,22 @@ def answer_split(
         )
         engine = CachingEngine(generator, cache)
         # One call over every run's prompts: a prompt shared by several runs is asked once.
-        table = generate(engine, everything, sampling, model=generator["model"],
-                         batch_size=generator["batch_size"], cache=cached)
-    log.info("%d prompts over %d runs: %d generated in %.1f s, %d reused (cache, or shared)",
-             len(everything), len(tables), engine.generated, engine.seconds,
-             len(everything) - engine.generated)
+        table = generate(
+            engine,
+            everything,
+            sampling,
+            model=generator["model"],
+            batch_size=generator["batch_size"],
+            cache=cached,
+        )
+    log.info(
+        "%d prompts over %d runs: %d generated in %.1f s, %d reused (cache, or shared)",
+        len(everything),
+        len(tables),
+        engine.generated,
+        engine.seconds,
+        len(everything) - engine.generated,
+    )
 
     meta = {
         "dataset": dataset,

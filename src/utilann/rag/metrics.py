@@ -121,7 +121,9 @@ def tokenize(text: str) -> list[str]:
 
 def _ngram_counts(tokens: list[str], max_order: int) -> Counter[tuple[str, ...]]:
     return Counter(
-        tuple(tokens[i : i + n]) for n in range(1, max_order + 1) for i in range(len(tokens) - n + 1)
+        tuple(tokens[i : i + n])
+        for n in range(1, max_order + 1)
+        for i in range(len(tokens) - n + 1)
     )
 
 
@@ -289,7 +291,9 @@ def score_answers(
     qids = golds["query_id"].astype(str).tolist()
     missing = sum(q not in by_query for q in qids)
     if missing:
-        log.warning("%d of %d queries have no prediction; scored as empty answers", missing, len(qids))
+        log.warning(
+            "%d of %d queries have no prediction; scored as empty answers", missing, len(qids)
+        )
     extra = len(set(by_query) - set(qids))
     if extra:
         log.warning("%d predictions have no gold answer and are ignored", extra)
@@ -337,7 +341,9 @@ def retrieval_recall(
         qrels = qrels[qrels["query_id"].astype(str).isin(wanted)]
         unjudged = len(wanted - set(evaluation.judged_queries(qrels)))
         if unjudged:
-            log.warning("R@%d: %d queries have no relevant passage and are not counted", k, unjudged)
+            log.warning(
+                "R@%d: %d queries have no relevant passage and are not counted", k, unjudged
+            )
     # ir_measures orders by score; a score of -rank makes it follow the run's own ranks.
     ranked = run.assign(score=-run["rank"].astype(float))
     return evaluation.evaluate_run(ranked, qrels, [f"R@{k}"])

@@ -56,7 +56,9 @@ class PromptTemplate:
     def render(self, question: str, passages: Sequence[str]) -> list[dict[str, str]]:
         """The conversation for one query; passages are joined by newlines, as in the paper."""
         values = {"passages": "\n".join(passages), "question": question.strip()}
-        return [{"role": role, "content": content.format(**values)} for role, content in self.messages]
+        return [
+            {"role": role, "content": content.format(**values)} for role, content in self.messages
+        ]
 
 
 def format_passage(title: str | None, text: str) -> str:
@@ -87,7 +89,9 @@ def _parse(entry: Traversable, name: str, version: int) -> PromptTemplate:
         data = json.loads(entry.read_text(encoding="utf-8"))
         messages = tuple((m["role"], m["content"]) for m in data["messages"])
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise TemplateError(f"{entry.name}: not a template ({err!r}); expected 'messages'") from None
+        raise TemplateError(
+            f"{entry.name}: not a template ({err!r}); expected 'messages'"
+        ) from None
     if (data.get("name"), data.get("version")) != (name, version):
         raise TemplateError(f"{entry.name}: declares {data.get('name')}.v{data.get('version')}")
     if not messages:
@@ -95,10 +99,14 @@ def _parse(entry: Traversable, name: str, version: int) -> PromptTemplate:
     used: set[str] = set()
     for role, content in messages:
         if role not in ROLES:
-            raise TemplateError(f"{entry.name}: unknown role {role!r}; expected one of {sorted(ROLES)}")
+            raise TemplateError(
+                f"{entry.name}: unknown role {role!r}; expected one of {sorted(ROLES)}"
+            )
         used |= {field for _, field, _, _ in string.Formatter().parse(content) if field is not None}
     if used != PLACEHOLDERS:
-        raise TemplateError(f"{entry.name}: placeholders {sorted(used)}; expected {sorted(PLACEHOLDERS)}")
+        raise TemplateError(
+            f"{entry.name}: placeholders {sorted(used)}; expected {sorted(PLACEHOLDERS)}"
+        )
     return PromptTemplate(name=name, version=version, messages=messages)
 
 
@@ -112,6 +120,8 @@ def load_template(template: str) -> PromptTemplate:
     name, _, version = template.partition(".v")
     versions = _versions().get(name, {})
     if not versions or (version and (not version.isdigit() or int(version) not in versions)):
-        raise TemplateError(f"unknown RAG prompt template {template!r}; shipped: {available_templates()}")
+        raise TemplateError(
+            f"unknown RAG prompt template {template!r}; shipped: {available_templates()}"
+        )
     number = int(version) if version else max(versions)
     return _parse(versions[number], name, number)
