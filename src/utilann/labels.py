@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 STRATEGIES = ("relsel", "utilsel", "utilrank")
-EMPTY_POLICIES = ("drop", "keep")
+EMPTY_POLICIES = ("drop", "keep", "human")
 
 
 def utilrank_cutoff(list_length: int, threshold: float) -> int:
@@ -50,7 +50,8 @@ def split_empty(
     """Apply the no-positive policy; return (positives, ids of queries without a positive).
 
     ``drop`` removes such queries from training (their pool passages are not used as
-    negatives either); ``keep`` leaves them for losses that skip rows without positives.
+    negatives either); ``keep`` leaves them for losses that skip rows without positives;
+    ``human`` gives them their human positive(s) instead (the caller adds those).
     """
     if policy not in EMPTY_POLICIES:
         raise ValueError(f"unknown empty-positive policy {policy!r}; expected {EMPTY_POLICIES}")

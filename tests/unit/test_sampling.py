@@ -230,6 +230,22 @@ def test_utilrank_threshold_cuts_the_relsel_list(pools, labels, k, expected):
     assert positives_of(rows) == {"q1": expected, "q2": {"e1"}}
 
 
+def test_human_policy_gives_empty_queries_their_human_positive(pools, labels):
+    rows, stats = build_trainset(pools, labels, TrainsetSettings("utilsel", empty_policy="human"))
+    assert positives_of(rows) == {"q1": {"d2", "d3"}, "q2": {"e1"}}  # q1 keeps the LLM's choice
+    assert stats["queries_without_positive"] == 1 and stats["queries_human_fallback"] == 1
+    assert stats["queries_dropped"] == 0
+    nothing = labels.assign(selected=False)
+    rows, stats = build_trainset(pools, nothing, TrainsetSettings("utilsel", empty_policy="human"))
+    assert positives_of(rows) == {"q1": {"d1"}, "q2": {"e1"}}
+    assert stats["queries_human_fallback"] == 2
+
+
+def test_human_policy_conflicts_with_exclusion():
+    with pytest.raises(ValueError, match="choose one"):
+        TrainsetSettings("utilsel", empty_policy="human", human_positive="exclusion")
+
+
 @pytest.mark.parametrize("policy", ["drop", "keep"])
 def test_labels_without_any_positive_fail_naming_the_cause(pools, labels, policy):
     nothing = labels.assign(selected=False)

@@ -88,15 +88,30 @@ def build_trainset(
     pos_df = pd.DataFrame(sorted(positives), columns=["query_id", "doc_id"])
     _, empty = split_empty(pos_df, pd.Series(sorted(queries)), settings.empty_policy)
     n_selected = len(queries)
-    if settings.empty_policy == "drop":
-        queries -= set(empty)
-    if not queries or len(empty) == n_selected:
+    dropped: set[str] = set()
+    fallback: set[str] = set()
+    if settings.empty_policy == "human":
+        given = {(q, d) for q, d in human if q in set(empty)}
+        positives |= given
+        fallback = {q for q, _ in given}
+    if settings.empty_policy != "keep":
+        dropped = set(empty) - fallback  # `human`: also no human positive in the pool
+        queries -= dropped
+    if not queries or (len(empty) == n_selected and not fallback):
         # Fail here, naming the cause, rather than train on nothing (or on zero-loss rows).
         raise ValueError(
             f"no training query has a positive: all {n_selected} selected queries are without "
             f"one under label_source {settings.label_source!r}. For LLM labels this means the "
             "annotator selected nothing or its replies did not parse: see the annotation "
-            "report (parse failures per step) and try another model or prompt version"
+            "report (parse failures per step), try another model or prompt version, or let "
+            "such queries fall back to their human positive (empty_policy: human)"
+        )
+    if fallback:
+        log.warning(
+            "%d of %d queries had no %s positive and fell back to their human positive",
+            len(fallback),
+            n_selected,
+            settings.label_source,
         )
 
     rows = pools[pools["query_id"].isin(queries)].sort_values(["query_id", "position"])
@@ -111,7 +126,8 @@ def build_trainset(
         "selected_queries": n_selected,
         "queries": int(rows["query_id"].nunique()),
         "queries_without_positive": len(empty),
-        "queries_dropped": len(empty) if settings.empty_policy == "drop" else 0,
+        "queries_human_fallback": len(fallback),
+        "queries_dropped": len(dropped),
         "union_queries": len(union_queries),
         "positives": int(rows["positive"].sum()),
         "negatives": int((~rows["positive"]).sum()),

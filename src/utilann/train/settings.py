@@ -41,8 +41,9 @@ class TrainsetSettings:
             are LLM + human positives (digest 4.7).
         query_ratio: seeded fraction of the pool's queries to train on (a curriculum stage 2 on
             20 % of the human labels uses 0.2).
-        empty_policy: ``drop`` queries left without a positive (counted), or ``keep`` them
-            (the losses skip such rows).
+        empty_policy: queries left without a positive are dropped (``drop``, counted), kept
+            for the losses to skip (``keep``), or given their human positive(s) instead
+            (``human``, counted): the paper does not say (digest 3.5), its data had thousands.
         seed: seed of the query fractions. The same seed picks the same queries in every run,
             so "the 20 % human-labelled queries" are one set across CL and Positive Union.
     """
@@ -65,6 +66,11 @@ class TrainsetSettings:
             raise ValueError(
                 "human_positive and union_ratio apply to LLM label sources only; with "
                 "label_source 'human' keep human_positive 'random' and union_ratio 0"
+            )
+        if self.empty_policy == "human" and self.human_positive == "exclusion":
+            raise ValueError(
+                "empty_policy 'human' gives the human positive back, human_positive "
+                "'exclusion' removes it: choose one"
             )
         if self.union_ratio > 0 and self.human_positive != "random":
             raise ValueError("Positive Union (union_ratio > 0) needs human_positive 'random'")
