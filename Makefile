@@ -47,7 +47,8 @@ seed-data:
 
 demo: install seed-data
 	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) $(EXTRA)
-	@echo; cat results/demo/metrics.tsv
+	@echo; cat results/demo/summary.md
+	@echo; echo "Every figure: results/demo/metrics.tsv (.parquet); HTML report: snakemake --report report.html"
 
 test: install
 	$(PY) -m pytest -ra $(EXTRA)
