@@ -39,7 +39,13 @@ CONFIG = {
     "pools": {"negatives": 15, "max_queries": None, "seed": 0, "shards": 2},
     "training": {
         "zeroshot": True,
-        "defaults": {"epochs": 1, "batch_size": 8, "group_size": 4, "passage_max_len": 64},
+        "defaults": {
+            "epochs": 1,
+            "batch_size": 8,
+            "group_size": 4,
+            "passage_max_len": 64,
+            "empty_policy": "drop",  # the paper config's (the demo falls back to human)
+        },
         # merged with the demo's human/relsel/utilsel/utilrank runs
         "runs": {
             "utilsel-cl50": {
