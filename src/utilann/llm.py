@@ -220,3 +220,17 @@ def prepare_gguf_model(
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
+
+
+def start_vllm(
+    model_path: str,
+    engine: Mapping[str, Any],
+    env: Mapping[str, Any] | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+) -> VLLMChat:
+    """Set the engine's environment variables (vLLM-CPU knobs read at start-up), then start it.
+
+    The one place the annotation and RAG jobs create their engine, only on a cache miss.
+    """
+    os.environ.update({k: str(v) for k, v in (env or {}).items()})
+    return VLLMChat(model_path, chat_template_kwargs=chat_template_kwargs, **engine)

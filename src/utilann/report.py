@@ -334,6 +334,28 @@ def _present_runs(values: Mapping[Key, float], runs: Sequence[str]) -> list[str]
 # --- Table 2/3: retrieval -----------------------------------------------------------------
 
 
+def _runs_by_target(
+    values: Mapping[Key, float],
+    markers: Mapping[Key, str],
+    runs: Sequence[str],
+    columns: Sequence[tuple[str, str, str]],
+    key: str,
+    title: str,
+    notes: Sequence[str],
+) -> ReportTable:
+    """A runs x (dataset/split, measure) table: Tables 2 and 4/5 share this layout."""
+    rows = _present_runs(values, runs)
+    data, marks = _grid(values, markers, rows, columns, lambda r, c: (r, *c))
+    labels = (
+        pd.MultiIndex.from_tuples([(target_label(d, s), m) for d, s, m in columns])
+        if columns
+        else []
+    )
+    data.columns = marks.columns = labels
+    data.index = marks.index = pd.Index(rows, name="run")
+    return ReportTable(key=key, title=title, values=data, markers=marks, notes=list(notes))
+
+
 def retrieval_table(
     metrics: pd.DataFrame,
     significance: pd.DataFrame | None,
@@ -352,21 +374,14 @@ def retrieval_table(
     """
     values, markers = _values(metrics), _markers(significance)
     columns = [(d, s, m) for (d, s), ms in measures.items() for m in ms]
-    rows = _present_runs(values, runs)
-    data, marks = _grid(values, markers, rows, columns, lambda r, c: (r, *c))
-    labels = (
-        pd.MultiIndex.from_tuples([(target_label(d, s), m) for d, s, m in columns])
-        if columns
-        else []
-    )
-    data.columns = marks.columns = labels
-    data.index = marks.index = pd.Index(rows, name="run")
-    return ReportTable(
-        key="table2_retrieval",
-        title="Table 2: retrieval, every run on every evaluation target",
-        values=data,
-        markers=marks,
-        notes=list(notes),
+    return _runs_by_target(
+        values,
+        markers,
+        runs,
+        columns,
+        "table2_retrieval",
+        "Table 2: retrieval, every run on every evaluation target",
+        notes,
     )
 
 
@@ -430,21 +445,14 @@ def rag_table(
     values, markers = _values(metrics), _markers(significance)
     computed = {k[1:] for k in values}
     columns = [c for c in rag_columns(targets) if c in computed]
-    rows = _present_runs(values, runs)
-    data, marks = _grid(values, markers, rows, columns, lambda r, c: (r, *c))
-    labels = (
-        pd.MultiIndex.from_tuples([(target_label(d, s), m) for d, s, m in columns])
-        if columns
-        else []
-    )
-    data.columns = marks.columns = labels
-    data.index = marks.index = pd.Index(rows, name="run")
-    return ReportTable(
-        key="table4_rag",
-        title="Tables 4/5: RAG answer quality from each run's top-k passages",
-        values=data,
-        markers=marks,
-        notes=list(notes),
+    return _runs_by_target(
+        values,
+        markers,
+        runs,
+        columns,
+        "table4_rag",
+        "Tables 4/5: RAG answer quality from each run's top-k passages",
+        notes,
     )
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from utilann.schemas import LABELS
 from utilann.train.data import (
     TrainQuery,
     build_trainset,
@@ -159,16 +160,7 @@ def labels(pools) -> pd.DataFrame:
         )
     return pd.DataFrame(
         rows,
-        columns=[
-            "query_id",
-            "doc_id",
-            "position",
-            "is_human_positive",
-            "strategy",
-            "selected",
-            "rank",
-            "list_length",
-        ],
+        columns=LABELS.names,
     )
 
 

@@ -31,6 +31,7 @@ from utilann.annotate.prompts import Message, PromptTemplate, passage_text
 from utilann.annotate.windows import merge_windows, relsel_windows
 from utilann.labels import STRATEGIES
 from utilann.llm import PROMPT_TOO_LONG, Generation
+from utilann.schemas import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -415,16 +416,7 @@ def _label_rows(
                 )
     labels = pd.DataFrame(
         rows,
-        columns=[
-            "query_id",
-            "doc_id",
-            "position",
-            "is_human_positive",
-            "strategy",
-            "selected",
-            "rank",
-            "list_length",
-        ],
+        columns=LABELS.names,
     )
     labels["rank"] = labels["rank"].astype("Int32")
     return labels

@@ -22,7 +22,7 @@ from utilann.annotate.merge import empty_queries, read_shards
 from utilann.annotate.prompts import load_templates
 from utilann.annotate.report import annotation_report, render_markdown, step_summary
 from utilann.io import atomic_path, read_table, write_json, write_table
-from utilann.llm import VLLMChat, vllm_version
+from utilann.llm import start_vllm, vllm_version
 from utilann.schemas import ANNOTATION_REPORT, LABELS, POOLS, RAW
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,7 @@ class AnnotationJob:
 
     def start_engine(self) -> ChatBackend:
         """Create the vLLM engine (only called on a cache miss)."""
-        os.environ.update({k: str(v) for k, v in self.env.items()})
-        return VLLMChat(
-            self.model_path, chat_template_kwargs=self.chat_template_kwargs, **self.engine_kwargs
-        )
+        return start_vllm(self.model_path, self.engine_kwargs, self.env, self.chat_template_kwargs)
 
 
 def _label_metadata(job: AnnotationJob, settings: CascadeSettings) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import pandas as pd
 from utilann import schemas
 from utilann.annotate.cache import GenerationCache
 from utilann.io import read_table, write_table
-from utilann.llm import PROMPT_TOO_LONG, vllm_version
+from utilann.llm import PROMPT_TOO_LONG, start_vllm, vllm_version
 from utilann.qa import load_answers
 from utilann.rag.generate import build_requests, generate, load_passages, prompt_key
 from utilann.rag.prompts import load_template
@@ -68,14 +68,12 @@ class CachingEngine:
 
     def chat(self, conversations: Sequence[list[dict[str, str]]], sampling: Mapping[str, Any]):
         if self.engine is None:
-            from utilann.llm import VLLMChat
-
-            os.environ.update({k: str(v) for k, v in (self.generator["env"] or {}).items()})
             log.info("starting the LLM engine: %s", self.generator["path"])
-            self.engine = VLLMChat(
+            self.engine = start_vllm(
                 self.generator["path"],
-                chat_template_kwargs=self.generator["chat_template_kwargs"],
-                **self.generator["engine"],
+                self.generator["engine"],
+                self.generator["env"],
+                self.generator["chat_template_kwargs"],
             )
         started = time.perf_counter()
         outputs = self.engine.chat(conversations, sampling)

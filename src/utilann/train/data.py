@@ -87,15 +87,16 @@ def build_trainset(
     positives = {(q, d) for q, d in positives if q in queries}
     pos_df = pd.DataFrame(sorted(positives), columns=["query_id", "doc_id"])
     _, empty = split_empty(pos_df, pd.Series(sorted(queries)), settings.empty_policy)
+    without = set(empty)
     n_selected = len(queries)
     dropped: set[str] = set()
     fallback: set[str] = set()
     if settings.empty_policy == "human":
-        given = {(q, d) for q, d in human if q in set(empty)}
+        given = {(q, d) for q, d in human if q in without}
         positives |= given
         fallback = {q for q, _ in given}
     if settings.empty_policy != "keep":
-        dropped = set(empty) - fallback  # `human`: also no human positive in the pool
+        dropped = without - fallback  # `human`: also no human positive in the pool
         queries -= dropped
     if not queries or (len(empty) == n_selected and not fallback):
         # Fail here, naming the cause, rather than train on nothing (or on zero-loss rows).
