@@ -28,4 +28,4 @@ include: "workflow/rules/evaluate.smk"
 rule all:
     default_target: True
     input:
-        final_targets(),
+        get_final_output(),

@@ -121,7 +121,10 @@ def test_recall_is_that_of_the_passages_fed_in(rag_workflow):
 
 
 def test_significance_falls_back_to_bm25(rag_workflow):
-    assert "rag.baseline 'human' is not a run of this experiment" in rag_workflow.first_run.stderr
+    assert (
+        "evaluation.significance.baseline 'human' is not a run of this experiment"
+        in rag_workflow.first_run.stderr
+    )
     sig = read(rag_workflow, f"{EXP}/significance.parquet")
     assert list(sig.columns) == schemas.SIGNIFICANCE.names
     assert set(sig["baseline"]) == {"bm25"} and set(sig["run"]) == {"zeroshot"}

@@ -1,4 +1,4 @@
-"""Report tables and figures (src/utilann/report.py) on small hand-made tables."""
+"""Report tables and figures (src/utilann/report/) on small hand-made tables."""
 
 from __future__ import annotations
 
@@ -149,9 +149,9 @@ def test_html_is_a_page_with_two_header_rows_and_escaped_text():
 def test_table_rejects_unknown_format_and_misshapen_markers():
     values = pd.DataFrame({"x": [1.0]})
     with pytest.raises(ValueError, match="format"):
-        R.ReportTable("k", "t", values, formats={"x": "percent"})
+        R.ReportTable("t", values, formats={"x": "percent"})
     with pytest.raises(ValueError, match="shape"):
-        R.ReportTable("k", "t", values, markers=pd.DataFrame({"x": ["", ""]}))
+        R.ReportTable("t", values, markers=pd.DataFrame({"x": ["", ""]}))
 
 
 def test_duplicate_metric_rows_are_an_error():

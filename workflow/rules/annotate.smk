@@ -48,7 +48,7 @@ rule annotate_shard:
         passage_max_words=config["annotation"]["passage_max_words"],
         chunk_size=config["annotation"]["chunk_size"],
         cache_dir=config["annotation"]["cache_dir"],
-        writer=annotation_writer,
+        writer=get_annotation_writer,
         code_version=ANNOTATION_CODE_VERSION,
     script:
         "../scripts/annotate.py"
@@ -94,6 +94,3 @@ rule annotation_report:
         thresholds=config["annotation"]["utilrank_thresholds"],
     script:
         "../scripts/annotation_report.py"
-
-
-STAGE_EXTRA_TARGETS.append(f"{ANN}/report.parquet")

@@ -15,14 +15,14 @@ rule download_dataset:
     resources:
         runtime=240,
     params:
-        source=download_params,
+        source=get_dataset_source,
     script:
         "../scripts/download_dataset.py"
 
 
 rule ingest_dataset:
     input:
-        raw=raw_dataset,
+        raw=get_raw_dataset,
     output:
         corpus=directory(f"{DATA}/{{dataset}}/corpus"),
         queries=f"{DATA}/{{dataset}}/queries.parquet",
@@ -39,8 +39,8 @@ rule ingest_dataset:
         mem_mb=16000,
         runtime=120,
     params:
-        source_dir=raw_dataset_dir,
-        format=ingest_format,
+        source_dir=get_raw_dataset_dir,
+        format=get_ingest_format,
         shard_size=config["corpus"]["shard_size"],
     script:
         "../scripts/ingest_dataset.py"

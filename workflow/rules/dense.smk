@@ -7,7 +7,7 @@
 
 rule encode_corpus:
     input:
-        model=dense_model,
+        model=get_dense_model,
         corpus=f"{DATA}/{{dataset}}/corpus",
     output:
         embeddings=embedding_output(
@@ -18,7 +18,7 @@ rule encode_corpus:
     benchmark:
         f"{BENCH}/encode_corpus/{{run}}.{{dataset}}.{{eshard}}.tsv"
     wildcard_constraints:
-        run=names_regex(dense_runs()),
+        run=names_regex(DENSE_RUNS),
         eshard="[0-9]+",
     conda:
         "../../envs/train.yaml"
@@ -28,8 +28,8 @@ rule encode_corpus:
         mem_mb=DENSE_RESOURCES["mem_mb"],
         runtime=DENSE_RESOURCES["runtime"],
     params:
-        encoding=passage_encoding,
-        shard=encode_shard_index,
+        encoding=get_passage_encoding,
+        shard=get_encode_shard,
         shards=DENSE["encode_shards"],
         code_version=DENSE_CODE_VERSION,
     script:
@@ -38,8 +38,8 @@ rule encode_corpus:
 
 rule dense_search:
     input:
-        model=dense_model,
-        embeddings=corpus_embeddings,
+        model=get_dense_model,
+        embeddings=get_corpus_embeddings,
         queries=f"{DATA}/{{dataset}}/queries.parquet",
         qrels=f"{DATA}/{{dataset}}/qrels.parquet",
     output:
@@ -50,7 +50,7 @@ rule dense_search:
     benchmark:
         f"{BENCH}/dense_search/{{run}}.{{dataset}}.{{split}}.tsv"
     wildcard_constraints:
-        run=names_regex(dense_runs()),
+        run=names_regex(DENSE_RUNS),
     conda:
         "../../envs/train.yaml"
     threads: DENSE_RESOURCES["cpus"]
@@ -59,7 +59,7 @@ rule dense_search:
         mem_mb=DENSE_RESOURCES["mem_mb"],
         runtime=DENSE_RESOURCES["runtime"],
     params:
-        encoding=query_encoding,
+        encoding=get_query_encoding,
         depth=DENSE["depth"],
         faiss_gpu=DENSE["faiss_gpu"],
         code_version=DENSE_CODE_VERSION,

@@ -1,4 +1,6 @@
-# Retrieval evaluation (ir_measures) of every run, and the experiment's metrics table.
+# Evaluation of every run: retrieval measures (ir_measures), the experiment's metrics table,
+# its reproduction check, and paired t-tests of every run against the baseline over the
+# retrieval and RAG per-query values (config evaluation.significance).
 
 
 rule evaluate_run:
@@ -16,14 +18,14 @@ rule evaluate_run:
         mem_mb=4000,
         runtime=30,
     params:
-        measures=measures_for,
+        measures=get_measures,
     script:
         "../scripts/evaluate_run.py"
 
 
 rule metrics_table:
     input:
-        metric_files,
+        metric_files(),
     output:
         table=f"{EXP}/metrics.parquet",
         tsv=f"{EXP}/metrics.tsv",
@@ -47,3 +49,24 @@ rule check_reproduction:
         "../../envs/core.yaml"
     script:
         "../scripts/check_reproduction.py"
+
+
+rule significance:
+    input:
+        retrieval=retrieval_files("perquery"),
+        rag=rag_files("perquery"),
+    output:
+        table=f"{EXP}/significance.parquet",
+    log:
+        f"{LOGS}/significance.log",
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        baseline=SIGNIFICANCE_BASELINE,
+        requested_baseline=SIGNIFICANCE["baseline"],
+        alpha=SIGNIFICANCE["alpha"],
+    script:
+        "../scripts/significance.py"

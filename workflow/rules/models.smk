@@ -10,7 +10,7 @@ rule prepare_llm:
     log:
         f"{LOGS}/models/prepare_llm.{{llm}}.log",
     wildcard_constraints:
-        llm="|".join(map(re.escape, config["llm"].get("packaged") or {})) or "(?!)",
+        llm=names_regex(config["llm"]["packaged"]),
     conda:
         "../../envs/llm.yaml"
     threads: 2
@@ -18,6 +18,6 @@ rule prepare_llm:
         mem_mb=4000,
         runtime=30,
     params:
-        spec=prepare_llm_spec,
+        spec=get_prepare_llm_spec,
     script:
         "../scripts/prepare_llm.py"

@@ -6,12 +6,12 @@ TRAIN_DS, TRAIN_SPLIT = config["train"]["dataset"], config["train"]["split"]
 
 rule build_pools:
     input:
-        candidates=pool_candidates,
+        candidates=get_pool_candidates,
         corpus=f"{DATA}/{TRAIN_DS}/corpus",
         queries=f"{DATA}/{TRAIN_DS}/queries.parquet",
         qrels=f"{DATA}/{TRAIN_DS}/qrels.parquet",
     output:
-        shards=expand(f"{EXP}/pools/shard-{{shard}}.parquet", shard=pool_shards()),
+        shards=pool_files(),
     log:
         f"{LOGS}/build_pools.log",
     conda:

@@ -1,24 +1,21 @@
 # Rules of the rag stage: answer each QA split from every run's top-k passages, score the
-# answers, t-test every run against the baseline (paper Tables 4, 5 and 13; digest 6.2-6.3).
+# answers (paper Tables 4, 5 and 13; paper 4.4, App. E.2).
 #
 #   rag_generate  one job per (dataset, split) for ALL rag runs: the LLM is loaded once, a
 #                 prompt shared by several runs is asked once, and answers are cached by
 #                 content in annotation.cache_dir (results/cache/llm: a rerun, a resumed job
 #                 or another experiment reuses them; a fully cached job starts no engine).
 #   rag_score     per (run, dataset, split): EM/F1/ROUGE-L/BLEU/BERTScore + R@k of the passages
-#   significance  every run vs the baseline, over the retrieval and RAG per-query files
 #
 # The generator is the annotation LLM (same prepared model directory, same engine settings)
 # unless rag.generator.model names another one.
 
-check_rag_measures()
-SIGNIFICANCE_BASELINE = significance_baseline()
 RAG_RESOURCES = RAG["generator"]["resources"]
 
 
 rule rag_generate:
     input:
-        unpack(rag_generate_inputs),
+        unpack(get_rag_generate_input),
     output:
         questions=f"{EXP}/rag/{{dataset}}.{{split}}.questions.parquet",
         generations=rag_generation_outputs(),
@@ -34,12 +31,12 @@ rule rag_generate:
         mem_mb=RAG_RESOURCES["mem_mb"],
         runtime=RAG_RESOURCES["runtime"],
     params:
-        runs=rag_runs(),
-        target=rag_target_params,
-        questions=rag_question_params,
-        generator=rag_generator_params,
+        runs=RAG_RUNS,
+        target=get_rag_target_params,
+        questions=get_rag_question_params,
+        generator=get_rag_generator_params,
         cache_dir=RAG_CACHE,
-        cache_writer=rag_cache_writer,
+        cache_writer=get_rag_cache_writer,
         code_version=RAG_CODE_VERSION,
     script:
         "../scripts/rag_generate.py"
@@ -62,33 +59,9 @@ rule rag_score:
         mem_mb=4000,
         runtime=30,
     params:
-        measures=rag_answer_measures,
-        top_k=rag_top_k,
-        bertscore=rag_bertscore,
+        measures=get_rag_answer_measures,
+        top_k=get_rag_top_k,
+        bertscore=get_rag_bertscore,
         code_version=RAG_CODE_VERSION,
     script:
         "../scripts/rag_score.py"
-
-
-rule significance:
-    input:
-        retrieval=retrieval_files("perquery"),
-        rag=rag_files("perquery"),
-    output:
-        table=f"{EXP}/significance.parquet",
-    log:
-        f"{LOGS}/significance.log",
-    conda:
-        "../../envs/core.yaml"
-    resources:
-        mem_mb=8000,
-        runtime=30,
-    params:
-        baseline=SIGNIFICANCE_BASELINE,
-        requested_baseline=RAG["baseline"],
-        alpha=RAG["alpha"],
-    script:
-        "../scripts/significance.py"
-
-
-EXTRA_METRIC_FILES.extend(rag_files("metrics"))

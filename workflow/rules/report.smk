@@ -1,13 +1,15 @@
 # The report: the paper's tables and figures computed for this experiment.
 #
 #   {EXP}/report/table*.html    Tables 1-6 (those that apply), shown by `snakemake --report`
+#   {EXP}/report/table*.md|tex  the same tables as Markdown and as booktabs LaTeX
 #   {EXP}/report/fig3*.png      Figure 3b (UtilRank threshold), 3a (human-label ratio)
 #   {EXP}/summary.md            every table as Markdown, for terminals
 #
-# Which tables and figures exist follows from the config: Table 1 and Figure 3b when training
-# runs learn from LLM labels, Table 3 with several evaluation targets, Tables 4/5 with RAG
-# targets, Table 6 when training runs differ in one setting, Figure 3a when a run is continued
-# with human labels at two or more ratios (utilann.report).
+# Which tables and figures exist follows from the config, decided by the report registry
+# (utilann.report.registry): Table 1 and Figure 3b when training runs learn from LLM labels,
+# Table 3 with several evaluation targets, Tables 4/5 with RAG targets, Table 6 when training
+# runs differ in one setting, Figure 3a when a run is continued with human labels at two or
+# more ratios.
 
 
 report: "../report/workflow.rst"
@@ -21,7 +23,7 @@ localrules:
 
 rule report_tables:
     input:
-        unpack(report_table_inputs),
+        unpack(get_report_tables_input),
     output:
         **report_table_outputs(),
     log:
@@ -29,18 +31,7 @@ rule report_tables:
     conda:
         "../../envs/core.yaml"
     params:
-        experiment=config["experiment"],
-        runs=retrieval_runs(),
-        evaluation=evaluation_params(),
-        dataset_measure=dataset_measure(),
-        bm25={k: config["bm25"][k] for k in ("variant", "k1", "b")},
-        rag_runs=rag_runs(),
-        rag_targets=rag_target_list(),
-        generator=rag_generator()["model"],
-        specs=run_settings(),
-        primary=primary_target(),
-        baseline=SIGNIFICANCE_BASELINE,
-        alpha=RAG["alpha"],
+        settings=asdict(REPORT_SETTINGS),
         figures=report_figures(),
     script:
         "../scripts/report_tables.py"
@@ -48,23 +39,18 @@ rule report_tables:
 
 rule plot_utilrank_threshold:
     input:
-        annotation=f"{EXP}/annotation/report.parquet",
-        metrics=primary_metric_files(utilrank_settings()),
+        annotation=f"{ANN}/report.parquet",
+        metrics=primary_metric_files(utilrank_settings(RUN_SETTINGS)),
     output:
-        figure=report(
-            f"{REPORT}/fig3b_utilrank_threshold.png",
-            caption="../report/fig3b_utilrank_threshold.rst",
-            category="5. Figures",
-            labels={"figure": "Figure 3b", "shows": "UtilRank threshold"},
-        ),
+        figure=report_figure("fig3b_utilrank_threshold"),
     log:
         f"{LOGS}/plot_utilrank_threshold.log",
     conda:
         "../../envs/core.yaml"
     params:
-        specs=utilrank_settings(),
-        target=primary_target(),
-        measure=(primary_target() or {}).get("measure"),
+        specs=utilrank_settings(RUN_SETTINGS),
+        target=PRIMARY,
+        measure=(PRIMARY or {}).get("measure"),
     script:
         "../scripts/plot_utilrank_threshold.py"
 
@@ -72,31 +58,21 @@ rule plot_utilrank_threshold:
 rule plot_human_ratio:
     input:
         metrics=primary_metric_files(
-            [*cl_settings(), *filter(None, [human_reference()])]
+            [
+                *cl_settings(RUN_SETTINGS),
+                *filter(None, [human_reference(RUN_SETTINGS, SIGNIFICANCE_BASELINE)]),
+            ]
         ),
     output:
-        figure=report(
-            f"{REPORT}/fig3a_human_ratio.png",
-            caption="../report/fig3a_human_ratio.rst",
-            category="5. Figures",
-            labels={"figure": "Figure 3a", "shows": "human-label ratio"},
-        ),
+        figure=report_figure("fig3a_human_ratio"),
     log:
         f"{LOGS}/plot_human_ratio.log",
     conda:
         "../../envs/core.yaml"
     params:
-        specs=cl_settings(),
-        target=primary_target(),
-        measure=(primary_target() or {}).get("measure"),
-        reference=human_reference(),
+        specs=cl_settings(RUN_SETTINGS),
+        target=PRIMARY,
+        measure=(PRIMARY or {}).get("measure"),
+        reference=human_reference(RUN_SETTINGS, SIGNIFICANCE_BASELINE),
     script:
         "../scripts/plot_human_ratio.py"
-
-
-STAGE_EXTRA_TARGETS.extend(
-    [
-        *(str(path) for path in report_table_outputs().values()),
-        *(path for _, path in report_figures()),
-    ]
-)

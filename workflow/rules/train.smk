@@ -19,14 +19,14 @@ rule prepare_encoder:
         mem_mb=8000,
         runtime=30,
     params:
-        name=backbone_name,
+        name=get_backbone_name,
     script:
         "../scripts/prepare_encoder.py"
 
 
 rule build_trainset:
     input:
-        unpack(trainset_inputs),
+        unpack(get_trainset_input),
     output:
         trainset=f"{EXP}/train/{{run}}/trainset.parquet",
     log:
@@ -39,7 +39,7 @@ rule build_trainset:
         mem_mb=8000,
         runtime=30,
     params:
-        labels=trainset_params,
+        labels=get_trainset_params,
     script:
         "../scripts/build_trainset.py"
 
@@ -47,7 +47,7 @@ rule build_trainset:
 rule train:
     input:
         trainset=f"{EXP}/train/{{run}}/trainset.parquet",
-        init=train_init,
+        init=get_train_init,
     output:
         model=checkpoint_output(f"{EXP}/models/{{run}}"),
         curve=f"{EXP}/train/{{run}}/loss_curve.parquet",
@@ -65,7 +65,7 @@ rule train:
         mem_mb=TRAIN_RESOURCES["mem_mb"],
         runtime=TRAIN_RESOURCES["runtime"],
     params:
-        settings=train_params,
+        settings=get_train_params,
         # Processes (one per GPU): batch_size is per process, so this changes the result.
         world_size=max(1, TRAIN_RESOURCES["gpu"]),
         code_version=TRAIN_CODE_VERSION,

@@ -4,8 +4,6 @@ Annotation precision and recall come from the annotation report for every config
 retrieval points exist only for runs trained on UtilRank labels at that k.
 """
 
-import pandas as pd
-
 from utilann import report as R
 from utilann.io import read_table
 from utilann.logs import script_logging
@@ -13,11 +11,7 @@ from utilann.logs import script_logging
 p = snakemake.params
 with script_logging(snakemake.log[0], "plot_utilrank_threshold") as log:
     sweep = R.annotation_sweep(read_table(snakemake.input.annotation))
-    metrics = (
-        pd.concat([read_table(x) for x in snakemake.input.metrics], ignore_index=True)
-        if snakemake.input.metrics
-        else pd.DataFrame(columns=["run", "dataset", "split", "measure", "value"])
-    )
+    metrics = R.concat_metrics([read_table(x) for x in snakemake.input.metrics])
     if p.target:  # the first evaluation target
         target = (p.target["dataset"], p.target["split"])
         points = R.retrieval_by_threshold(p.specs, metrics, target, p.measure)

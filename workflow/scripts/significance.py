@@ -24,7 +24,8 @@ with script_logging(snakemake.log[0], "significance") as log:
     runs = sorted(set(per_query["run"])) if len(per_query) else []
     if p.baseline != p.requested_baseline:
         log.warning(
-            "rag.baseline %r is not a run of this experiment: testing against %r instead",
+            "evaluation.significance.baseline %r is not a run of this experiment: "
+            "testing against %r instead",
             p.requested_baseline,
             p.baseline,
         )

@@ -1,0 +1,353 @@
+"""The report's tables and figures: one registry read by the rules and by the report script.
+
+Each :class:`TableEntry` says what one table is (file stem, paper label, ``snakemake --report``
+category and caption), when an experiment has it, how it is built and which notes go under it.
+The rules (``report.smk``) name their outputs from :func:`tables_for` / :func:`figures_for`
+at parse time; ``workflow/scripts/report_tables.py`` builds exactly the same entries from the
+same :class:`ReportSettings`. Adding a table = its builder plus one entry in :data:`TABLES`
+(and its caption ``workflow/report/<key>.rst``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from utilann.report.cells import concat_metrics, significance_note
+from utilann.report.controlled import controlled_groups, controlled_table
+from utilann.report.figures import has_ratio_curves
+from utilann.report.table import ReportTable, render_html, render_latex, render_markdown
+from utilann.report.tables import annotation_table, dataset_table, rag_table, retrieval_table
+
+TABLE_FORMATS = ("html", "md", "tex")
+"""Every table is written in each of these: HTML (``snakemake --report``), Markdown, LaTeX."""
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report knows of the experiment before any job ran (the rule's params).
+
+    Attributes:
+        experiment: the experiment's name.
+        runs: every retrieval run, in row order (bm25, zeroshot, the training runs).
+        evaluation: ``[{dataset, split, measures}]``, the evaluation targets in config order.
+        dataset_measure: Table 3's measure.
+        bm25: the BM25 variant and parameters (a note of Table 2).
+        rag_runs: the runs whose passages answered the RAG questions.
+        rag_targets: ``[{dataset, split, top_k, measures}]``.
+        generator: the RAG generator's model name.
+        specs: every training run's flat settings (:func:`utilann.plan.run_settings`).
+        primary: the first evaluation target and its measure (Table 6, Figure 3), or None.
+        baseline: the run every other one is t-tested against.
+        alpha: the t-tests' significance level.
+        annotation: whether the annotation stage runs (some run learns from LLM labels).
+    """
+
+    experiment: str
+    runs: Sequence[str]
+    evaluation: Sequence[Mapping[str, Any]]
+    dataset_measure: str
+    bm25: Mapping[str, Any]
+    rag_runs: Sequence[str]
+    rag_targets: Sequence[Mapping[str, Any]]
+    generator: str
+    specs: Mapping[str, Mapping[str, Any]]
+    primary: Mapping[str, Any] | None
+    baseline: str
+    alpha: float
+    annotation: bool
+
+    @property
+    def measures(self) -> dict[tuple[str, str], list[str]]:
+        """``{(dataset, split): measures}`` of the evaluation targets."""
+        return {(t["dataset"], t["split"]): list(t["measures"]) for t in self.evaluation}
+
+    @property
+    def sig_note(self) -> str:
+        return significance_note(self.baseline, self.alpha)
+
+
+@dataclass
+class ReportInputs:
+    """The tables the report is built from (read by ``report_tables.py``).
+
+    Attributes:
+        retrieval: METRICS rows of every retrieval run and evaluation target.
+        rag: METRICS rows of every RAG run and target.
+        significance: SIGNIFICANCE rows (the markers).
+        annotation: the ANNOTATION_REPORT table, None when the annotation stage does not run.
+        annotation_meta: that table's metadata (the annotator model).
+        rag_questions: questions answered per RAG target, from the RAG metrics' metadata.
+    """
+
+    retrieval: pd.DataFrame
+    rag: pd.DataFrame
+    significance: pd.DataFrame | None
+    annotation: pd.DataFrame | None = None
+    annotation_meta: Mapping[str, Any] = field(default_factory=dict)
+    rag_questions: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(
+        cls,
+        retrieval: Sequence[str],
+        rag: Sequence[str],
+        significance: str,
+        annotation: str | None = None,
+    ) -> ReportInputs:
+        """Read the report's input files (paths as the rule lists them)."""
+        from utilann.io import read_metadata, read_table
+
+        rag_meta = [read_metadata(path) for path in rag]
+        return cls(
+            retrieval=concat_metrics([read_table(path) for path in retrieval]),
+            rag=concat_metrics([read_table(path) for path in rag]),
+            significance=read_table(significance),
+            annotation=read_table(annotation) if annotation else None,
+            annotation_meta=read_metadata(annotation) if annotation else {},
+            rag_questions={(m["dataset"], m["split"]): m.get("questions") for m in rag_meta},
+        )
+
+
+Builder = Callable[[ReportSettings, ReportInputs, Sequence[str]], ReportTable]
+Notes = Callable[[ReportSettings, ReportInputs], list[str]]
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """One table of the report.
+
+    Attributes:
+        key: file stem of every rendering (``report/<key>.html|md|tex``), the rule's output
+            name, and the name of its caption ``workflow/report/<key>.rst``.
+        label: the paper's table it reproduces (``Table 2``), a ``snakemake --report`` label.
+        shows: the other report label; ``{dataset_measure}`` is filled in from the settings.
+        category: the ``snakemake --report`` category.
+        applies: whether an experiment has this table.
+        builder: ``(settings, inputs, notes) -> ReportTable``.
+        notes: ``(settings, inputs) -> [sentence, ...]`` printed under the table.
+    """
+
+    key: str
+    label: str
+    shows: str
+    category: str
+    applies: Callable[[ReportSettings], bool]
+    builder: Builder
+    notes: Notes
+
+    @property
+    def caption(self) -> str:
+        return f"{self.key}.rst"
+
+    def labels(self, settings: ReportSettings) -> dict[str, str]:
+        return {"table": self.label, "shows": self.shows.format(**vars(settings))}
+
+    def build(self, settings: ReportSettings, inputs: ReportInputs) -> ReportTable:
+        return self.builder(settings, inputs, self.notes(settings, inputs))
+
+    def output_name(self, fmt: str) -> str:
+        """The rule's output name of one rendering (the HTML one is the report's: ``key``)."""
+        return self.key if fmt == "html" else f"{self.key}_{fmt}"
+
+    def render(self, table: ReportTable) -> dict[str, str]:
+        """``{format: text}`` for every format of :data:`TABLE_FORMATS`."""
+        return {
+            "html": render_html(table),
+            "md": render_markdown(table),
+            "tex": render_latex(table, label=f"tab:{self.key}"),
+        }
+
+
+@dataclass(frozen=True)
+class FigureEntry:
+    """One figure of the report (drawn by its own rule, ``plot_*`` in report.smk).
+
+    Attributes:
+        key: file stem (``report/<key>.png``) and caption name (``workflow/report/<key>.rst``).
+        label: the paper's figure (``Figure 3b``); shows: what it plots.
+        applies: whether an experiment has this figure.
+    """
+
+    key: str
+    label: str
+    shows: str
+    applies: Callable[[ReportSettings], bool]
+    category: str = "5. Figures"
+
+    @property
+    def caption(self) -> str:
+        return f"{self.key}.rst"
+
+    @property
+    def title(self) -> str:
+        return f"{self.label}: {self.shows}"
+
+    def labels(self) -> dict[str, str]:
+        return {"figure": self.label, "shows": self.shows}
+
+
+# --- the tables: notes and builders --------------------------------------------------------
+
+
+def _annotation_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    return [
+        f"Annotator: {inputs.annotation_meta.get('model', '?')}. Precision and recall (%) of "
+        "each strategy's positives against the human positives of the pools, micro-averaged "
+        "over the annotated queries; #pos/query counts every annotated query (the paper's "
+        "Table 1 has strategies as columns and one row per LLM).",
+    ]
+
+
+def _retrieval_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    bm25 = settings.bm25
+    return [
+        settings.sig_note,
+        f"bm25 = BM25 {bm25['variant']} (k1 = {bm25['k1']}, b = {bm25['b']}); "
+        "zeroshot = the untrained backbone; the other runs are the training runs of the config.",
+    ]
+
+
+def _dataset_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    return [
+        settings.sig_note.replace("best value of each column", "best run of each row"),
+        "Average: over the datasets above (paper Table 3: 14 BEIR datasets).",
+    ]
+
+
+def _rag_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    counts = ", ".join(f"{d}/{s}: {n}" for (d, s), n in inputs.rag_questions.items())
+    return [
+        settings.sig_note.replace(
+            "Values in %.", "Values in %; BLEU is corpus-level (never tested)."
+        ),
+        f"Generator: {settings.generator}; the top-k passages of each run, in rank order, no "
+        f"reranker. R@k = recall of the k passages fed in. Questions: {counts}.",
+    ]
+
+
+def _controlled_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    return [
+        settings.sig_note.replace("; best value of each column in bold", ""),
+        "Runs compared within a component differ only in that component's settings (loss: "
+        "loss and positive sampling; + human labels: curriculum stage or Positive Union). The "
+        "paper's 'LLM annotator' rows need one experiment per annotator.",
+    ]
+
+
+def _has_controlled_groups(settings: ReportSettings) -> bool:
+    return settings.primary is not None and bool(
+        controlled_groups(settings.specs, exclude=[settings.baseline])
+    )
+
+
+def _controlled(
+    settings: ReportSettings, inputs: ReportInputs, notes: Sequence[str]
+) -> ReportTable:
+    primary = settings.primary
+    assert primary is not None  # applies() checked it
+    return controlled_table(
+        settings.specs,
+        inputs.retrieval,
+        inputs.significance,
+        (primary["dataset"], primary["split"]),
+        primary["measures"],
+        reference=settings.baseline,
+        notes=notes,
+    )
+
+
+TABLES: dict[str, TableEntry] = {
+    entry.key: entry
+    for entry in (
+        TableEntry(
+            key="table1_annotation",
+            label="Table 1",
+            shows="annotation quality",
+            category="1. Annotation",
+            applies=lambda s: s.annotation,
+            builder=lambda s, d, notes: annotation_table(d.annotation, notes=notes),
+            notes=_annotation_notes,
+        ),
+        TableEntry(
+            key="table2_retrieval",
+            label="Table 2",
+            shows="all measures",
+            category="2. Retrieval",
+            applies=lambda s: True,
+            builder=lambda s, d, notes: retrieval_table(
+                d.retrieval, d.significance, s.runs, s.measures, notes=notes
+            ),
+            notes=_retrieval_notes,
+        ),
+        TableEntry(
+            key="table3_datasets",
+            label="Table 3",
+            shows="{dataset_measure}",
+            category="2. Retrieval",
+            applies=lambda s: len(s.evaluation) > 1,
+            builder=lambda s, d, notes: dataset_table(
+                d.retrieval,
+                d.significance,
+                s.runs,
+                list(s.measures),
+                s.dataset_measure,
+                notes=notes,
+            ),
+            notes=_dataset_notes,
+        ),
+        TableEntry(
+            key="table4_rag",
+            label="Tables 4/5",
+            shows="answer quality",
+            category="3. RAG",
+            applies=lambda s: bool(s.rag_targets),
+            builder=lambda s, d, notes: rag_table(
+                d.rag, d.significance, s.rag_runs, s.rag_targets, notes=notes
+            ),
+            notes=_rag_notes,
+        ),
+        TableEntry(
+            key="table6_controlled",
+            label="Table 6",
+            shows="one setting changed",
+            category="4. Controlled experiments",
+            applies=_has_controlled_groups,
+            builder=_controlled,
+            notes=_controlled_notes,
+        ),
+    )
+}
+"""Every table the report can have, in the order of the summary."""
+
+FIGURES: dict[str, FigureEntry] = {
+    entry.key: entry
+    for entry in (
+        FigureEntry(
+            key="fig3b_utilrank_threshold",
+            label="Figure 3b",
+            shows="UtilRank threshold",
+            applies=lambda s: s.annotation,
+        ),
+        FigureEntry(
+            key="fig3a_human_ratio",
+            label="Figure 3a",
+            shows="human-label ratio",
+            applies=lambda s: s.primary is not None and has_ratio_curves(s.specs),
+        ),
+    )
+}
+"""Every figure the report can have, in the order of the summary."""
+
+
+def tables_for(settings: ReportSettings) -> list[TableEntry]:
+    """The tables this experiment has, in :data:`TABLES` order."""
+    return [entry for entry in TABLES.values() if entry.applies(settings)]
+
+
+def figures_for(settings: ReportSettings) -> list[FigureEntry]:
+    """The figures this experiment has, in :data:`FIGURES` order."""
+    return [entry for entry in FIGURES.values() if entry.applies(settings)]

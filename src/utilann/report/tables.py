@@ -1,0 +1,179 @@
+"""The paper's Tables 1-5 for this experiment, as :class:`~utilann.report.table.ReportTable`.
+
+Each builder is a pure function of the pipeline's own tables: METRICS rows (run, dataset,
+split, measure, value) from retrieval evaluation and RAG scoring, SIGNIFICANCE rows for the
++/- markers, and the annotation stage's ANNOTATION_REPORT. Values in METRICS are fractions;
+the tables show them in percent, as the paper does. Table 6 is :mod:`utilann.report.controlled`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from utilann.report.cells import (
+    Key,
+    grid,
+    metric_values,
+    present_runs,
+    significance_markers,
+    target_label,
+)
+from utilann.report.table import ReportTable
+
+
+def _runs_by_target(
+    values: Mapping[Key, float],
+    markers: Mapping[Key, str],
+    runs: Sequence[str],
+    columns: Sequence[tuple[str, str, str]],
+    title: str,
+    notes: Sequence[str],
+) -> ReportTable:
+    """A runs x (dataset/split, measure) table: Tables 2 and 4/5 share this layout."""
+    rows = present_runs(values, runs)
+    data, marks = grid(values, markers, rows, columns, lambda r, c: (r, *c))
+    labels = (
+        pd.MultiIndex.from_tuples([(target_label(d, s), m) for d, s, m in columns])
+        if columns
+        else []
+    )
+    data.columns = marks.columns = labels
+    data.index = marks.index = pd.Index(rows, name="run")
+    return ReportTable(title=title, values=data, markers=marks, notes=list(notes))
+
+
+# --- Table 2/3: retrieval -----------------------------------------------------------------
+
+
+def retrieval_table(
+    metrics: pd.DataFrame,
+    significance: pd.DataFrame | None,
+    runs: Sequence[str],
+    measures: Mapping[tuple[str, str], Sequence[str]],
+    *,
+    notes: Sequence[str] = (),
+) -> ReportTable:
+    """Table 2: runs x (dataset/split, measure), every evaluation target and its measures.
+
+    Args:
+        metrics: METRICS rows of the retrieval evaluation.
+        significance: SIGNIFICANCE rows (markers), or None.
+        runs: row order (runs without any value are left out).
+        measures: ``{(dataset, split): [measure, ...]}`` in column order.
+    """
+    values, markers = metric_values(metrics), significance_markers(significance)
+    columns = [(d, s, m) for (d, s), ms in measures.items() for m in ms]
+    return _runs_by_target(
+        values,
+        markers,
+        runs,
+        columns,
+        "Table 2: retrieval, every run on every evaluation target",
+        notes,
+    )
+
+
+def dataset_table(
+    metrics: pd.DataFrame,
+    significance: pd.DataFrame | None,
+    runs: Sequence[str],
+    targets: Sequence[tuple[str, str]],
+    measure: str,
+    *,
+    notes: Sequence[str] = (),
+) -> ReportTable:
+    """Table 3: one measure (nDCG@10) per dataset (rows) and run (columns), plus the average.
+
+    The average of a run is taken over the targets it has a value for; a run missing from some
+    target gets no average (it would not be comparable).
+    """
+    values, markers = metric_values(metrics), significance_markers(significance)
+    cols = present_runs(values, runs)
+    data, marks = grid(values, markers, list(targets), cols, lambda t, r: (r, t[0], t[1], measure))
+    data.index = marks.index = pd.Index([target_label(*t) for t in targets], name=measure)
+    if len(targets) > 1 and cols:
+        average = data.mean(axis=0, skipna=False)
+        data.loc["Average"] = average
+        marks.loc["Average"] = ""
+    return ReportTable(
+        title=f"Table 3: {measure} per dataset",
+        values=data,
+        markers=marks,
+        notes=list(notes),
+        best_by="row",
+    )
+
+
+# --- Tables 4/5: RAG -----------------------------------------------------------------------
+
+
+def rag_columns(targets: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(dataset, split, measure) columns of the RAG table: R@k ("Recall") first, then answers."""
+    columns = []
+    for t in targets:
+        names = [f"R@{int(t['top_k'])}", *t["measures"]]
+        columns += [(t["dataset"], t["split"], m) for m in dict.fromkeys(names)]
+    return columns
+
+
+def rag_table(
+    metrics: pd.DataFrame,
+    significance: pd.DataFrame | None,
+    runs: Sequence[str],
+    targets: Sequence[Mapping[str, Any]],
+    *,
+    notes: Sequence[str] = (),
+) -> ReportTable:
+    """Tables 4/5: runs x (QA split, measure): R@k of the passages fed in, then EM/F1/...
+
+    ``targets`` are the ``rag.targets`` entries (dataset, split, top_k, measures). A measure
+    that was not computed (BERTScore without a model) is dropped from the columns.
+    """
+    values, markers = metric_values(metrics), significance_markers(significance)
+    computed = {k[1:] for k in values}
+    columns = [c for c in rag_columns(targets) if c in computed]
+    return _runs_by_target(
+        values,
+        markers,
+        runs,
+        columns,
+        "Tables 4/5: RAG answer quality from each run's top-k passages",
+        notes,
+    )
+
+
+# --- Table 1: annotation -------------------------------------------------------------------
+
+ANNOTATION_COLUMNS = {
+    "precision": ("Precision", "pct"),
+    "recall": ("Recall", "pct"),
+    "avg_positives": ("#pos/query", "float"),
+    "queries": ("queries", "int"),
+    "empty_queries": ("no positive", "int"),
+    "failed_parses": ("failed parses", "int"),
+    "prompt_tokens": ("prompt tokens", "int"),
+    "output_tokens": ("output tokens", "int"),
+    "wall_seconds": ("LLM seconds", "float"),
+}
+
+
+def annotation_table(report: pd.DataFrame, *, notes: Sequence[str] = ()) -> ReportTable:
+    """Table 1: precision / recall of each strategy's positives against the human positives.
+
+    ``report`` is the annotation stage's ANNOTATION_REPORT (one row per strategy, UtilRank once
+    per threshold, named ``utilrank@<k>``); columns it lacks are left out.
+    """
+    present = {k: v for k, v in ANNOTATION_COLUMNS.items() if k in report.columns}
+    data = report[list(present)].astype(float).copy()
+    data.columns = [label for label, _ in present.values()]
+    data.index = pd.Index(report["name"].astype(str).tolist(), name="strategy")
+    return ReportTable(
+        title="Table 1: LLM annotation quality against the human positives",
+        values=data,
+        formats={label: fmt for label, fmt in present.values()},
+        notes=list(notes),
+        bold_best=False,
+    )
