@@ -272,6 +272,16 @@ def read_corpus(corpus_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(s) for s in shards], ignore_index=True)
 
 
+def split_qrels(qrels: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The judgements of one split (the QRELS table holds every split of a dataset)."""
+    judged = qrels[qrels["split"] == split]
+    if judged.empty:
+        raise DatasetError(
+            f"no qrels for split {split!r}; available: {sorted(qrels['split'].unique())}"
+        )
+    return judged
+
+
 def offline_help(name: str, fmt: str, dest: Path, url: str | None) -> str:
     return (
         f"could not download dataset {name!r}{f' from {url}' if url else ''}. If this machine "

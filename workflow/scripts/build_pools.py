@@ -1,15 +1,14 @@
 """Build the annotation candidate pools and split them into shards (one per annotation job)."""
 
 from utilann import schemas
-from utilann.datasets import read_corpus
+from utilann.datasets import read_corpus, split_qrels
 from utilann.io import read_table, write_table
 from utilann.logs import script_logging
 from utilann.pools import build_pools, shard_of
 
 p = snakemake.params
 with script_logging(snakemake.log[0], "build_pools") as log:
-    qrels = read_table(snakemake.input.qrels)
-    qrels = qrels[qrels["split"] == p.split]
+    qrels = split_qrels(read_table(snakemake.input.qrels), p.split)
     pools = build_pools(
         qrels,
         read_table(snakemake.input.queries),

@@ -1,14 +1,14 @@
 """Evaluate one run on one dataset split: per-query values and aggregates."""
 
 from utilann import schemas
+from utilann.datasets import split_qrels
 from utilann.evaluation import aggregate, evaluate_run
 from utilann.io import read_table, write_table
 from utilann.logs import script_logging
 
 w = snakemake.wildcards
 with script_logging(snakemake.log[0], "evaluate_run") as log:
-    qrels = read_table(snakemake.input.qrels)
-    qrels = qrels[qrels["split"] == w.split]
+    qrels = split_qrels(read_table(snakemake.input.qrels), w.split)
     per_query = evaluate_run(read_table(snakemake.input.run), qrels, snakemake.params.measures)
     meta = {
         "run": w.run,

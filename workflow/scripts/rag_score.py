@@ -8,6 +8,7 @@ split's selected questions (a question without an answer scores 0).
 import pandas as pd
 
 from utilann import schemas
+from utilann.datasets import split_qrels
 from utilann.io import read_table, write_table
 from utilann.logs import script_logging
 from utilann.rag.metrics import BertScoreSettings, aggregate, retrieval_recall, score_answers
@@ -23,8 +24,7 @@ with script_logging(snakemake.log[0], "rag_score") as log:
         generations[["query_id", "prediction"]], questions, p.measures, bertscore
     )
 
-    qrels = read_table(snakemake.input.qrels)
-    qrels = qrels[qrels["split"] == w.split]
+    qrels = split_qrels(read_table(snakemake.input.qrels), w.split)
     recall = retrieval_recall(read_table(snakemake.input.run), qrels, p.top_k, query_ids=qids)
     per_query = pd.concat([scores.per_query, recall], ignore_index=True)
 
