@@ -17,13 +17,19 @@ import torch
 import torch.multiprocessing as mp
 
 from utilann.train.losses import (
+    LOSSES,
+    ContrastiveLoss,
     JointLH,
+    LossEntry,
     Rand1LH,
     SingleLH,
     SumMargLH,
     build_loss,
     group_targets,
+    register_loss,
 )
+from utilann.train.settings import TrainSettings
+from utilann.train.spec import resolve_runs
 
 LN = math.log
 SCORES = torch.tensor(
@@ -43,13 +49,13 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("cls", list(EXPECTED), ids=lambda c: c.name)
+@pytest.mark.parametrize("cls", list(EXPECTED), ids=lambda c: c.__name__)
 def test_loss_matches_hand_computation(cls):
     loss = cls().compute_loss_from_scores(SCORES, TARGETS)
     assert loss.item() == pytest.approx(EXPECTED[cls], abs=1e-12)
 
 
-@pytest.mark.parametrize("cls", list(EXPECTED), ids=lambda c: c.name)
+@pytest.mark.parametrize("cls", list(EXPECTED), ids=lambda c: c.__name__)
 def test_no_positive_anywhere_gives_attached_zero(cls):
     scores = SCORES.clone().requires_grad_(True)
     loss = cls().compute_loss_from_scores(scores, torch.zeros_like(TARGETS))
@@ -120,6 +126,52 @@ def test_forward_scores_in_batch_and_hard_negatives():
 def test_build_loss_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown loss"):
         build_loss("InfoNCE")
+
+
+def test_every_registered_loss_builds_its_class():
+    for name, entry in LOSSES.items():
+        loss = build_loss(name)
+        assert type(loss) is entry.load() and type(loss).__name__ == name
+
+
+class HardestNegativeLH(ContrastiveLoss):
+    """A toy loss for the registry test: the best positive against the hardest negative."""
+
+    def row_losses(self, scores, targets_mask):
+        best_positive = scores.masked_fill(~targets_mask, float("-inf")).max(dim=1).values
+        hardest_negative = scores.masked_fill(targets_mask, float("-inf")).max(dim=1).values
+        return torch.nn.functional.softplus(hardest_negative - best_positive)
+
+
+def test_a_loss_is_one_class_plus_one_registry_line():
+    register_loss("HardestNegativeLH", f"{__name__}:HardestNegativeLH", single_positive=False)
+    try:
+        # run settings accept it (the Snakefile's parse-time check) ...
+        spec = resolve_runs(
+            {
+                "defaults": {"backbone": "b"},
+                "runs": {"hn": {"loss": "HardestNegativeLH", "positive_sampling": "pos_all"}},
+            }
+        )["hn"]
+        assert spec.train.loss == "HardestNegativeLH"
+        # ... and the trainer's build_loss makes it: softplus(hardest negative - best positive)
+        loss = build_loss(spec.train.loss).compute_loss_from_scores(SCORES, TARGETS)
+        assert loss.item() == pytest.approx((LN(1 + 1 / 2) + LN(1 + 1 / 3)) / 2, abs=1e-12)
+        with pytest.raises(ValueError, match="already registered"):
+            register_loss(
+                "HardestNegativeLH", f"{__name__}:HardestNegativeLH", single_positive=False
+            )
+    finally:
+        LOSSES.pop("HardestNegativeLH")
+
+
+def test_single_positive_losses_are_read_from_the_registry(monkeypatch):
+    monkeypatch.setitem(LOSSES, "OneLH", LossEntry(f"{__name__}:HardestNegativeLH", True))
+    with pytest.raises(ValueError, match="pos_one"):
+        TrainSettings(loss="OneLH", positive_sampling="pos_all")
+    assert TrainSettings(loss="OneLH", positive_sampling="pos_one").loss == "OneLH"
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainSettings(loss="InfoNCE")
 
 
 def _free_port() -> int:

@@ -1,8 +1,8 @@
 """The settings of one training run, split by the rule that uses them.
 
-Kept free of torch/transformers imports: the Snakefile resolves every run's settings at parse
-time (:mod:`utilann.train.spec`), and that must stay fast. The defaults are the paper's
-(App. D.2, the authors' run.sh; digest 4.3, 9, 10); ``config/schema.yaml`` repeats them as
+Kept free of torch/transformers imports (the loss registry is too): the Snakefile resolves every
+run's settings at parse time (:mod:`utilann.train.spec`), and that must stay fast. The defaults
+are the paper's (App. D.2, else the authors' run.sh); ``config/schema.yaml`` repeats them as
 JSON-schema defaults, and a unit test keeps the two in step.
 """
 
@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from utilann.labels import EMPTY_POLICIES
+from utilann.train.losses import LOSSES
 
 LABEL_SOURCES = ("human", "relsel", "utilsel", "utilrank")
 HUMAN_POSITIVE_POLICIES = ("random", "exclusion", "inclusion")
-LOSS_NAMES = ("SingleLH", "Rand1LH", "JointLH", "SumMargLH")
-SINGLE_POSITIVE_LOSSES = frozenset({"SingleLH", "Rand1LH"})
-"""Losses that score one positive per group (the batch builder must use ``pos_one``)."""
 POSITIVE_SAMPLING = ("pos_one", "pos_all", "pos_avg")
 POOLINGS = ("cls", "mean")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -91,7 +89,8 @@ class TrainSettings:
         pooling, normalize, temperature: the bi-encoder
             (:class:`~utilann.train.model.BiEncoderConfig`).
         query_max_len, passage_max_len: token caps at training time.
-        loss: one of :data:`LOSS_NAMES`; positive_sampling: one of :data:`POSITIVE_SAMPLING`.
+        loss: a name in the loss registry (:data:`utilann.train.losses.LOSSES`);
+            positive_sampling: one of :data:`POSITIVE_SAMPLING`.
         lr, epochs, warmup_ratio, weight_decay, max_grad_norm: AdamW with a linear schedule
             (warmup as a fraction of all steps); the gradient clip is HF Trainer's default.
         batch_size: queries per device; group_size: passages per query (positives + negatives).
@@ -119,10 +118,10 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         _check_choice("pooling", self.pooling, POOLINGS)
-        _check_choice("loss", self.loss, LOSS_NAMES)
+        _check_choice("loss", self.loss, tuple(LOSSES))
         _check_choice("positive_sampling", self.positive_sampling, POSITIVE_SAMPLING)
         _check_choice("precision", self.precision, PRECISIONS)
-        if self.loss in SINGLE_POSITIVE_LOSSES and self.positive_sampling != "pos_one":
+        if LOSSES[self.loss].single_positive and self.positive_sampling != "pos_one":
             raise ValueError(
                 f"{self.loss} scores one positive per group: use positive_sampling 'pos_one' "
                 f"(got {self.positive_sampling!r})"

@@ -1,4 +1,4 @@
-"""Contrastive likelihood losses over in-batch plus hard negatives (paper Eqs. 1-4).
+"""The base of the contrastive likelihood losses: scores, target masks, cross-device gathers.
 
 Every loss scores each query of a batch against every passage of the batch (its own group of
 positives and hard negatives, plus the other queries' groups as in-batch negatives) and reads
@@ -12,20 +12,18 @@ only turn scores and a target mask into a scalar.
 
 Rows without any positive (a query kept under the ``keep`` empty-label policy) are skipped: the
 loss is the mean over rows with at least one positive, and an exact zero (still attached to the
-graph, so ``backward`` works) when no row has one. The authors' code does the same (digest 4.4).
+graph, so ``backward`` works) when no row has one. The authors' code does the same
+(bi-encode/modeling.py).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-
-from utilann.train.settings import LOSS_NAMES
 
 Similarity = Callable[[Tensor, Tensor], Tensor]
 
@@ -61,7 +59,7 @@ def group_targets(group_mask: Tensor, n_groups: int, row_offset: int = 0) -> Ten
     Returns:
         ``[n_local_queries, n_groups * group_size]`` bool. Query ``i`` has positives only inside
         the columns of group ``row_offset + i``; other queries' passages (even their positives)
-        are negatives for it, as in the authors' multi-hot targets (digest 4.2).
+        are negatives for it, as in the authors' multi-hot targets (bi-encode/modeling.py).
     """
     n_rows, group_size = group_mask.shape
     targets = torch.zeros(n_rows, n_groups, group_size, dtype=torch.bool, device=group_mask.device)
@@ -83,8 +81,6 @@ class ContrastiveLoss(nn.Module, ABC):
     Inputs to ``forward``: query embeddings ``[B, d]``, passage embeddings ``[B * G, d]`` laid
     out group by group, and the group positive mask ``[B, G]``.
     """
-
-    name: ClassVar[str]
 
     def __init__(self, similarity: Similarity = dot_product, gather_across_devices: bool = False):
         super().__init__()
@@ -123,79 +119,3 @@ class ContrastiveLoss(nn.Module, ABC):
     @abstractmethod
     def row_losses(self, scores: Tensor, targets_mask: Tensor) -> Tensor:
         """Per-row loss ``[n]`` for rows that all have at least one positive."""
-
-
-class SingleLH(ContrastiveLoss):
-    """SingleLH (Eq. 2): ``-log P(d+ | q)`` for one positive per query.
-
-    The batch builder puts exactly one positive in each group (``pos_one``). Should a row mark
-    several, only its first positive column counts and the others stay in the denominator, as
-    the authors' ``softmax`` loss always targets the first passage of each group ("First1LH").
-    Used for the Human baseline and for the curriculum's second stage.
-    """
-
-    name = "SingleLH"
-
-    def row_losses(self, scores: Tensor, targets_mask: Tensor) -> Tensor:
-        first = targets_mask.int().argmax(dim=1)
-        return torch.logsumexp(scores, dim=1) - scores.gather(1, first[:, None]).squeeze(1)
-
-
-class Rand1LH(SingleLH):
-    """Rand1LH: SingleLH on one positive drawn per epoch from the query's positive set.
-
-    The formula is SingleLH's; what differs is the data: with several (LLM) positives, the
-    batch builder rotates through them across epochs like the authors' ``data.py``
-    (``positives[(offset + epoch) % n]``), so every positive is used once every n epochs.
-    """
-
-    name = "Rand1LH"
-
-
-class JointLH(ContrastiveLoss):
-    """JointLH (Eq. 3): ``-sum_{d+} log P(d+ | q)``, every positive pushed up separately.
-
-    Summed, not averaged, over a row's positives (the authors' ``multi-softmax``). Each positive
-    gets the same pull of -1 on its logit, so one false positive costs as much as a true one.
-    """
-
-    name = "JointLH"
-
-    def row_losses(self, scores: Tensor, targets_mask: Tensor) -> Tensor:
-        lse = torch.logsumexp(scores, dim=1)
-        n_pos = targets_mask.sum(dim=1)
-        pos_sum = torch.where(targets_mask, scores, torch.zeros_like(scores)).sum(dim=1)
-        return n_pos * lse - pos_sum
-
-
-class SumMargLH(ContrastiveLoss):
-    """SumMargLH (Eq. 4, the paper's proposal): ``-log sum_{d+} P(d+ | q)``.
-
-    Computed as ``logsumexp(scores over positives) - logsumexp(scores)``, which is exact where
-    the authors' ``-log(clamp(sum(softmax * target)))`` underflows. The gradient on a positive's
-    logit is ``p_d - p_d / P(D+)``: the pull spreads over positives in proportion to their
-    probability, so the set only needs to carry the mass and noisy positives hurt less.
-    """
-
-    name = "SumMargLH"
-
-    def row_losses(self, scores: Tensor, targets_mask: Tensor) -> Tensor:
-        masked = scores.masked_fill(~targets_mask, float("-inf"))
-        return torch.logsumexp(scores, dim=1) - torch.logsumexp(masked, dim=1)
-
-
-LOSSES: dict[str, type[ContrastiveLoss]] = {
-    cls.name: cls for cls in (SingleLH, Rand1LH, JointLH, SumMargLH)
-}
-assert tuple(LOSSES) == LOSS_NAMES, "settings.LOSS_NAMES must list the loss classes"
-
-
-def build_loss(
-    name: str, similarity: Similarity = dot_product, gather_across_devices: bool = False
-) -> ContrastiveLoss:
-    """Instantiate a loss by its paper name, with a clear error for an unknown one."""
-    try:
-        cls = LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}") from None
-    return cls(similarity=similarity, gather_across_devices=gather_across_devices)
