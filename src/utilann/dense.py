@@ -3,7 +3,8 @@
 The corpus is encoded by ``N`` independent jobs, each taking one contiguous slice of the
 corpus directory's rows (``N`` comes from config, so Snakemake can ``expand`` it: no
 checkpoint). Search is exact (``faiss.IndexFlatIP``), as in the paper; on GPU the flat index is
-copied to all GPUs in fp32 (the authors' fp16 GPU index is not exact, digest 8.4).
+copied to all GPUs in fp32 (the authors' bi-encode/faiss_retriever.py shards it in fp16, which
+is not exact).
 """
 
 from __future__ import annotations

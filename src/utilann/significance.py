@@ -1,4 +1,4 @@
-"""Paired two-sided t-tests of runs against a baseline, per query (paper §6.1, digest 10.16).
+"""Paired two-sided t-tests of runs against a baseline, per query (the paper's +/- markers).
 
 The paper marks a result with +/- when a two-sided paired t-test over queries against the Human
 run gives p < 0.05 (and with a dagger against REPLUG: call :func:`paired_ttests` once per

@@ -1,6 +1,6 @@
-# LLM annotation of the candidate pools (digest 3): one job per pool shard runs the cascade
-# RelSel -> pseudo-answer -> UtilSel | UtilRank on vLLM, then the shards are merged into the
-# training labels and summarised in the annotation report (the paper's Table 1).
+# LLM annotation of the candidate pools: one job per pool shard runs the cascade RelSel ->
+# pseudo-answer -> UtilSel | UtilRank on vLLM (prompts: paper Figures 4-7), then the shards are
+# merged into the training labels and summarised in the annotation report (paper Table 1).
 #
 #   {EXP}/annotation/shard-{shard}/labels.parquet   LABELS, one row per (query, passage, strategy)
 #   {EXP}/annotation/shard-{shard}/raw.parquet      RAW, every LLM call and its parse outcome

@@ -57,7 +57,7 @@ def build_trainset(
     """Label each pool passage positive or negative; return (TRAINSET rows, statistics).
 
     Negatives are the query's pool passages that are not positives: under the default
-    ``random`` policy a human positive the LLM did not select is a negative (digest 3.6).
+    ``random`` policy a human positive the LLM did not select is a negative (paper App. B.1).
     """
     pools = pools.astype({"query_id": str, "doc_id": str})
     all_queries = sorted(pools["query_id"].unique())

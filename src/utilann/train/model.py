@@ -1,10 +1,11 @@
 """The bi-encoder: one shared HF transformer encodes queries and passages alike.
 
-The paper's retriever (digest 4.1) is a tied encoder with [CLS] pooling, no normalisation and a
-raw dot product (temperature 1). The embedded demo backbone, all-MiniLM-L6-v2, was trained by
-sentence-transformers with *mean* pooling, L2 normalisation and a scale of 20 (temperature
-0.05), so its defaults differ: both are settings of :class:`BiEncoderConfig`, saved next to the
-checkpoint as ``biencoder.json`` so that a checkpoint says how it must be used.
+The paper's retriever (App. E.3; the authors' bi-encode/arguments.py) is a tied encoder with
+[CLS] pooling, no normalisation and a raw dot product (temperature 1). The embedded demo
+backbone, all-MiniLM-L6-v2, was trained by sentence-transformers with *mean* pooling, L2
+normalisation and a scale of 20 (temperature 0.05), so its defaults differ: both are settings of
+:class:`BiEncoderConfig`, saved next to the checkpoint as ``biencoder.json`` so that a
+checkpoint says how it must be used.
 """
 
 from __future__ import annotations

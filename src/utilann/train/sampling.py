@@ -6,7 +6,7 @@ batch as in-batch negatives (:mod:`utilann.train.losses`). All randomness is dra
 generators seeded by (seed, query, epoch), so a group does not depend on batch order, process
 count or what other queries were sampled: runs are reproducible and resumable per epoch.
 
-Positive sampling (paper App. B.2, digest 4.5):
+Positive sampling (paper App. B.2):
 * ``pos_one``: one positive, rotating through the query's positives across epochs from a
   seeded per-query offset (the authors' ``data.py``: ``positives[(hash + epoch) % n]``). This is
   SingleLH's and Rand1LH's input. Unlike the authors' ``data_shuffle_pos.py``, the remaining

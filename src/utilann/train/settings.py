@@ -34,14 +34,15 @@ class TrainsetSettings:
         utilrank_threshold: k % of the RelSel list that UtilRank keeps (utilrank only).
         human_positive: ``random`` (the human passage is a positive only if the LLM chose it),
             ``exclusion`` (removed from the query's training passages), ``inclusion`` (always a
-            positive); digest 4.6.
+            positive); paper App. B.1.
         union_ratio: Positive Union baseline: for this seeded fraction of queries the positives
-            are LLM + human positives (digest 4.7).
+            are LLM + human positives (paper Table 6).
         query_ratio: seeded fraction of the pool's queries to train on (a curriculum stage 2 on
             20 % of the human labels uses 0.2).
         empty_policy: queries left without a positive are dropped (``drop``, counted), kept
             for the losses to skip (``keep``), or given their human positive(s) instead
-            (``human``, counted): the paper does not say (digest 3.5), its data had thousands.
+            (``human``, counted): the paper does not say; the authors' notebook (process.ipynb)
+            shows thousands of them.
         seed: seed of the query fractions. The same seed picks the same queries in every run,
             so "the 20 % human-labelled queries" are one set across CL and Positive Union.
     """

@@ -1,9 +1,10 @@
 """The training loop: AdamW, linear schedule, autocast on CUDA, optional torchrun/DDP.
 
-A plain loop rather than ``transformers.Trainer``: the authors' ``Trainer`` subclass broke when
-``compute_loss`` changed signature (digest 8.4), and the loop here is short enough to read
-whole. One call trains one stage from an initial checkpoint (the backbone, or another run's
-checkpoint for a curriculum stage 2, which thereby restarts the learning-rate schedule).
+A plain loop rather than ``transformers.Trainer``: the authors' ``Trainer`` subclass (bi-
+encode/trainer.py) broke when ``compute_loss`` changed signature in transformers 4.46, and the
+loop here is short enough to read whole. One call trains one stage from an initial checkpoint
+(the backbone, or another run's checkpoint for a curriculum stage 2, which thereby restarts the
+learning-rate schedule).
 
 Distributed: launched under ``torchrun`` (``WORLD_SIZE`` > 1), every rank takes its own
 ``batch_size`` queries of each global batch (so ``batch_size`` is per device, as in the paper's
