@@ -376,3 +376,14 @@ def test_summary_contains_every_table_and_figure():
     )
     assert text.startswith("# demo\n")
     assert t1.title in text and t2.title in text and "`results/demo/report/fig.png`" in text
+
+
+def test_which_runs_each_figure_draws():
+    # Figure 3b: single-stage UtilRank runs; Figure 3a: curriculum runs and their parent
+    assert list(R.utilrank_settings(SPECS)) == ["utilrank", "utilrank-30"]
+    assert list(R.cl_settings(SPECS)) == ["utilsel", "utilsel-cl20", "utilsel-cl100"]
+    # the 100 %-human line: the baseline when it is a single-stage run on human labels
+    assert R.human_reference(SPECS, "human") == "human"
+    assert R.human_reference(SPECS, "utilsel") is None  # LLM labels
+    assert R.human_reference(SPECS, "utilsel-cl20") is None  # a curriculum stage 2
+    assert R.human_reference(SPECS, "bm25") is None  # not a training run

@@ -1,0 +1,176 @@
+"""The workflow's parse-time decisions (utilann.plan) on configs validated like the Snakefile's."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from snakemake.utils import validate
+
+from utilann import plan
+from utilann.train.spec import resolve_runs
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = {
+    "experiment": "t",
+    "datasets": {"scifact": {"format": "beir"}, "nq": {"format": "beir"}},
+    "train": {"dataset": "scifact", "split": "train"},
+    "evaluation": {"targets": [{"dataset": "scifact", "split": "test"}]},
+}
+
+
+def config(**sections):
+    """BASE updated section by section, then validated: the schema fills in every default."""
+    cfg = copy.deepcopy(BASE)
+    cfg.update(copy.deepcopy(sections))
+    validate(cfg, str(REPO / "config" / "schema.yaml"))
+    return cfg
+
+
+def test_runs_and_measures():
+    cfg = config(
+        training={"zeroshot": True, "runs": {"human": {}, "utilsel": {"label_source": "utilsel"}}},
+        evaluation={
+            "targets": [{"dataset": "scifact", "split": "test"}],
+            "measures": ["RR@10", "nDCG@10"],
+            "extra_measures": {"scifact": ["nDCG@10", "R@5"]},
+        },
+    )
+    assert plan.dense_runs(cfg) == ["zeroshot", "human", "utilsel"]
+    assert plan.retrieval_runs(cfg) == ["bm25", "zeroshot", "human", "utilsel"]
+    assert plan.measures_for(cfg, "scifact") == ["RR@10", "nDCG@10", "R@5"]  # no repeat
+    assert plan.measures_for(cfg, "nq") == ["RR@10", "nDCG@10"]
+    assert plan.eval_targets(cfg) == [("scifact", "test")]
+
+
+def test_rag_target_defaults_come_from_the_schema():
+    cfg = config(rag={"targets": [{"dataset": "nq", "split": "test"}]})
+    target = plan.rag_targets(cfg)[("nq", "test")]
+    assert (target["top_k"], target["prompt"], target["measures"]) == (
+        5,
+        "short_answer",
+        ["EM", "F1"],
+    )
+    assert target["max_tokens"] is None and target["answers"] is None
+    assert plan.rag_target_list(cfg) == [
+        {"dataset": "nq", "split": "test", "top_k": 5, "measures": ["EM", "F1"]}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ([{"dataset": "nq", "split": "test"}] * 2, "twice"),
+        ([{"dataset": "hotpotqa", "split": "test"}], "not declared"),
+    ],
+)
+def test_bad_rag_targets_are_errors(targets, message):
+    with pytest.raises(ValueError, match=message):
+        plan.rag_targets(config(rag={"targets": targets}))
+
+
+def test_rag_runs_default_to_every_run_and_must_exist():
+    cfg = config(training={"runs": {"human": {}}})
+    assert plan.rag_runs(cfg) == ["bm25", "human"]
+    assert plan.rag_runs(config(training={"runs": {"human": {}}}, rag={"runs": ["human"]})) == [
+        "human"
+    ]
+    with pytest.raises(ValueError, match="unknown run"):
+        plan.rag_runs(config(rag={"runs": ["utilsel"]}))
+
+
+def test_rag_recall_must_not_collide_with_retrieval_recall():
+    rag = {"targets": [{"dataset": "scifact", "split": "test", "top_k": 100}]}
+    with pytest.raises(ValueError, match="R@100"):
+        plan.check_rag_measures(config(rag=rag))  # R@100 is a default evaluation measure
+    plan.check_rag_measures(config(rag={"targets": [{"dataset": "scifact", "split": "test"}]}))
+
+
+def test_generator_is_the_annotation_llm_unless_named():
+    cfg = config(llm={"engine": {"dtype": "bfloat16", "extra": {"swap_space": 4}}})
+    generator = plan.rag_generator(cfg)
+    assert generator["model"] == "smollm2-135m-instruct"
+    assert generator["path"] == "resources/models/smollm2-135m-instruct"  # packaged: prepared dir
+    assert generator["engine"]["dtype"] == "bfloat16" and generator["engine"]["swap_space"] == 4
+    assert "max_model_len" not in generator["engine"]  # null engine settings are left out
+    named = plan.rag_generator(config(rag={"generator": {"model": "meta-llama/Llama-3.1-8B"}}))
+    assert named["model"] == named["path"] == "meta-llama/Llama-3.1-8B"  # hub id: as is
+
+
+def test_target_max_tokens_overrides_the_generator_sampling():
+    cfg = config(rag={"targets": [{"dataset": "nq", "split": "test", "max_tokens": 64}]})
+    target = plan.rag_targets(cfg)[("nq", "test")]
+    assert plan.rag_sampling(cfg, target) == {"temperature": 0.0, "max_tokens": 64}
+    cfg = config(rag={"targets": [{"dataset": "nq", "split": "test"}]})
+    assert plan.rag_sampling(cfg, plan.rag_targets(cfg)[("nq", "test")])["max_tokens"] == 32
+
+
+def test_significance_settings_and_the_deprecated_rag_keys():
+    settings, messages = plan.significance(config())
+    assert settings == {"baseline": "human", "alpha": 0.05} and messages == []
+    cfg = config(evaluation={**BASE["evaluation"], "significance": {"alpha": 0.01}})
+    assert plan.significance(cfg)[0]["alpha"] == 0.01
+    settings, messages = plan.significance(config(rag={"baseline": "utilsel"}))
+    assert settings == {"baseline": "utilsel", "alpha": 0.05}
+    assert messages == [
+        "config key rag.baseline is deprecated: it is read as evaluation.significance.baseline; "
+        "move it there"
+    ]
+
+
+def test_baseline_falls_back_to_bm25_with_a_warning():
+    assert plan.significance_baseline("human", ["bm25", "human"]) == ("human", None)
+    baseline, warning = plan.significance_baseline("human", ["bm25", "zeroshot"])
+    assert baseline == "bm25" and "'human' is not a run of this experiment" in warning
+
+
+def test_primary_target_and_dataset_measure():
+    cfg = config()
+    assert plan.primary_target(cfg) == {
+        "dataset": "scifact",
+        "split": "test",
+        "measures": ["nDCG@10", "RR@10", "R@100", "R@1000"],
+        "measure": "RR@10",
+    }
+    assert plan.dataset_measure(cfg) == "nDCG@10"
+    cfg = config(evaluation={"targets": [], "measures": ["R@1000", "MAP"]})
+    assert plan.primary_target(cfg) is None and plan.dataset_measure(cfg) == "R@1000"
+
+
+def test_run_settings_and_whether_the_annotation_stage_runs():
+    cfg = config(
+        training={
+            "runs": {
+                "human": {"loss": "SingleLH", "positive_sampling": "pos_one"},
+                "utilrank": {"label_source": "utilrank", "utilrank_threshold": 20},
+            }
+        }
+    )
+    specs = resolve_runs(cfg["training"])
+    settings = plan.run_settings(specs)
+    assert settings["utilrank"]["utilrank_threshold"] == 20
+    assert settings["human"]["utilrank_threshold"] is None  # the cut applies to UtilRank only
+    assert settings["human"]["init_from"] is None and settings["human"]["lr"] == 3e-5
+    assert plan.needs_annotation(specs)
+    assert not plan.needs_annotation({"human": specs["human"]})
+
+
+def test_report_settings_gather_what_the_tables_need():
+    cfg = config(
+        training={"runs": {"human": {}}},
+        rag={"targets": [{"dataset": "nq", "split": "test"}]},
+    )
+    settings = plan.report_settings(cfg, resolve_runs(cfg["training"]), "human", 0.05)
+    assert settings.runs == ["bm25", "human"] and settings.rag_runs == ["bm25", "human"]
+    assert settings.measures == {("scifact", "test"): ["nDCG@10", "RR@10", "R@100", "R@1000"]}
+    assert settings.bm25 == {"variant": "flat", "k1": 0.9, "b": 0.4}
+    assert settings.generator == "smollm2-135m-instruct" and not settings.annotation
+    assert list(settings.specs) == ["human"] and settings.primary["measure"] == "RR@10"
+
+
+def test_an_undeclared_dataset_is_named_in_the_error():
+    with pytest.raises(
+        ValueError, match=r"'msmarco' is used but not declared .*\['nq', 'scifact'\]"
+    ):
+        plan.dataset_entry(config(), "msmarco")

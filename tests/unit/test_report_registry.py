@@ -1,0 +1,170 @@
+"""The report registry: which tables and figures an experiment has, and building each one."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from utilann import report as R
+from utilann.io import write_table
+from utilann.schemas import ANNOTATION_REPORT, METRICS, SIGNIFICANCE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spec(**overrides):
+    base = dict(
+        backbone="b",
+        init_from=None,
+        label_source="human",
+        utilrank_threshold=None,
+        human_positive="random",
+        union_ratio=0.0,
+        query_ratio=1.0,
+        loss="SingleLH",
+        positive_sampling="pos_one",
+    )
+    return {**base, **overrides}
+
+
+SPECS = {
+    "human": spec(),
+    "utilsel": spec(label_source="utilsel", loss="SumMargLH", positive_sampling="pos_all"),
+    "utilrank": spec(label_source="utilrank", utilrank_threshold=10.0, loss="Rand1LH"),
+}
+
+SETTINGS = R.ReportSettings(
+    experiment="demo",
+    runs=["bm25", "human", "utilsel", "utilrank"],
+    evaluation=[{"dataset": "scifact", "split": "test", "measures": ["nDCG@10", "RR@10"]}],
+    dataset_measure="nDCG@10",
+    bm25={"variant": "flat", "k1": 0.9, "b": 0.4},
+    rag_runs=[],
+    rag_targets=[],
+    generator="smollm2",
+    specs={},
+    primary={"dataset": "scifact", "split": "test", "measures": ["nDCG@10"], "measure": "RR@10"},
+    baseline="bm25",
+    alpha=0.05,
+    annotation=False,
+)
+
+
+def keys(entries):
+    return [e.key for e in entries]
+
+
+def test_every_entry_has_its_caption_and_a_unique_key():
+    for entry in [*R.TABLES.values(), *R.FIGURES.values()]:
+        assert (REPO / "workflow" / "report" / entry.caption).is_file(), entry.key
+    assert len({*R.TABLES, *R.FIGURES}) == len(R.TABLES) + len(R.FIGURES)
+
+
+def test_retrieval_only_experiment_has_table_2_only():
+    assert keys(R.tables_for(SETTINGS)) == ["table2_retrieval"]
+    assert R.figures_for(SETTINGS) == []
+
+
+def test_each_table_and_figure_follows_its_config_condition():
+    full = dataclasses.replace(
+        SETTINGS,
+        evaluation=[*SETTINGS.evaluation, {"dataset": "nq", "split": "test", "measures": ["R@5"]}],
+        rag_targets=[{"dataset": "nq", "split": "test", "top_k": 5, "measures": ["EM"]}],
+        specs=SPECS,
+        baseline="human",
+        annotation=True,
+    )
+    assert keys(R.tables_for(full)) == [
+        "table1_annotation",
+        "table2_retrieval",
+        "table3_datasets",
+        "table4_rag",
+        "table6_controlled",
+    ]
+    assert keys(R.figures_for(full)) == ["fig3b_utilrank_threshold"]
+    # no evaluation target: no Table 6 (it needs the primary target's measures), no Figure 3a
+    assert "table6_controlled" not in keys(R.tables_for(dataclasses.replace(full, primary=None)))
+    # Figure 3a needs one run continued with human labels at two ratios
+    cl = {
+        **SPECS,
+        "cl20": spec(init_from="utilsel", query_ratio=0.2),
+        "cl100": spec(init_from="utilsel"),
+    }
+    assert keys(R.figures_for(dataclasses.replace(full, specs=cl)))[-1] == "fig3a_human_ratio"
+
+
+def test_report_labels_and_output_names():
+    table3 = R.TABLES["table3_datasets"]
+    assert table3.labels(SETTINGS) == {"table": "Table 3", "shows": "nDCG@10"}
+    assert table3.caption == "table3_datasets.rst" and table3.category == "2. Retrieval"
+    assert [table3.output_name(f) for f in R.TABLE_FORMATS] == [
+        "table3_datasets",
+        "table3_datasets_md",
+        "table3_datasets_tex",
+    ]
+    fig = R.FIGURES["fig3b_utilrank_threshold"]
+    assert fig.title == "Figure 3b: UtilRank threshold"
+    assert fig.labels() == {"figure": "Figure 3b", "shows": "UtilRank threshold"}
+
+
+def metrics(rows):
+    return pd.DataFrame(rows, columns=METRICS.names)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """The report's input files, written as the pipeline writes them."""
+    retrieval = []
+    for run, value in [("bm25", 0.6), ("human", 0.7), ("utilsel", 0.72), ("utilrank", 0.69)]:
+        path = tmp_path / f"{run}.metrics.parquet"
+        write_table(metrics([(run, "scifact", "test", "RR@10", value)]), path, METRICS)
+        retrieval.append(str(path))
+    rag = tmp_path / "rag.metrics.parquet"
+    write_table(
+        metrics([("human", "nq", "test", "EM", 0.3), ("human", "nq", "test", "R@5", 0.5)]),
+        rag,
+        METRICS,
+        {"dataset": "nq", "split": "test", "questions": 8},
+    )
+    sig = tmp_path / "significance.parquet"
+    write_table(pd.DataFrame(columns=SIGNIFICANCE.names), sig, SIGNIFICANCE)
+    annotation = tmp_path / "report.parquet"
+    report = pd.DataFrame(
+        [["utilsel", "utilsel", None, 8, 8, 9, 1.1, 0.5, 0.6, 1, 16, 2, 0, 100, 10, 1.5, 6.7]],
+        columns=ANNOTATION_REPORT.names,
+    )
+    write_table(report, annotation, ANNOTATION_REPORT, {"model": "smollm2"})
+    return R.ReportInputs.read(retrieval, [str(rag)], str(sig), str(annotation))
+
+
+def test_inputs_are_read_with_their_metadata(inputs):
+    assert sorted(inputs.retrieval["run"]) == ["bm25", "human", "utilrank", "utilsel"]
+    assert inputs.rag_questions == {("nq", "test"): 8}
+    assert inputs.annotation_meta["model"] == "smollm2"
+    assert inputs.significance.empty
+
+
+def test_every_table_builds_with_its_notes_and_renders(inputs):
+    settings = dataclasses.replace(
+        SETTINGS,
+        rag_runs=["human"],
+        rag_targets=[{"dataset": "nq", "split": "test", "top_k": 5, "measures": ["EM"]}],
+        specs=SPECS,
+        baseline="human",
+        annotation=True,
+    )
+    for entry in R.TABLES.values():
+        table = entry.build(settings, inputs)
+        assert table.notes == entry.notes(settings, inputs) and table.notes
+        rendered = entry.render(table)
+        assert list(rendered) == list(R.TABLE_FORMATS)
+        assert rendered["tex"].count(f"\\label{{tab:{entry.key}}}") == 1
+    assert "Annotator: smollm2." in R.TABLES["table1_annotation"].notes(settings, inputs)[0]
+    assert "Questions: nq/test: 8." in R.TABLES["table4_rag"].notes(settings, inputs)[1]
+    rag = R.TABLES["table4_rag"].build(settings, inputs)
+    assert list(rag.values.columns) == [("nq/test", "R@5"), ("nq/test", "EM")]
+    controlled = R.TABLES["table6_controlled"].build(settings, inputs)
+    assert controlled.values.index[0] == ("—", "Human", "human")
