@@ -80,6 +80,8 @@ RAG_GENERATOR = plan.rag_generator(config)
 RAG_CACHE = config["annotation"]["cache_dir"]
 
 SIGNIFICANCE, _deprecations = plan.significance(config)
+# Deprecated keys are read as their new ones: the report's captions read the config too.
+config["evaluation"]["significance"].update(SIGNIFICANCE)
 SIGNIFICANCE_BASELINE, _fallback = plan.significance_baseline(
     SIGNIFICANCE["baseline"], RETRIEVAL_RUNS
 )
