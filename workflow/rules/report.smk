@@ -31,7 +31,8 @@ rule report_tables:
     conda:
         "../../envs/core.yaml"
     params:
-        settings=asdict(REPORT_SETTINGS),
+        # One param per ReportSettings field: a changed setting is named in `snakemake -n`.
+        **asdict(REPORT_SETTINGS),
         figures=report_figures(),
     script:
         "../scripts/report_tables.py"

@@ -5,13 +5,15 @@ Which tables exist is the table registry's decision (``utilann.report.registry.t
 taken from the same settings the rule named its outputs with.
 """
 
+from dataclasses import fields
+
 from utilann.logs import script_logging
 from utilann.report import ReportInputs, ReportSettings, summary_markdown, tables_for, write_text
 
 p = snakemake.params
 out = snakemake.output
 with script_logging(snakemake.log[0], "report_tables") as log:
-    settings = ReportSettings(**p.settings)
+    settings = ReportSettings(**{f.name: p[f.name] for f in fields(ReportSettings)})
     inputs = ReportInputs.read(
         snakemake.input.retrieval,
         snakemake.input.rag,
