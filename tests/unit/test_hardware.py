@@ -42,9 +42,10 @@ V100 = Hardware(device="cuda", cpu_capability="AVX2", gpu_name="Tesla V100", gpu
 def test_resolution_table(hw, requested, expected):
     chosen = resolve_precision(requested, hw)
     assert (chosen.requested, chosen.name) == (requested, expected)
-    assert chosen.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
-        expected
-    ]
+    assert (
+        chosen.dtype
+        == {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[expected]
+    )
 
 
 def test_reasons_name_the_capability():

