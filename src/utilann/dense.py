@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
 from utilann.hardware import choose_precision
-from utilann.io import read_metadata
+from utilann.io import parquet_files, parquet_rows, read_arrow, read_metadata
 from utilann.train.model import (
     BiEncoder,
     BiEncoderConfig,
@@ -111,16 +110,16 @@ def corpus_slice(corpus_dir: str | Path, shard: int, n_shards: int) -> pd.DataFr
     """
     if not 0 <= shard < n_shards:
         raise ValueError(f"encode shard {shard} out of range for {n_shards} shards")
-    files = sorted(Path(corpus_dir).glob("*.parquet"))
+    files = parquet_files(corpus_dir)
     if not files:
         raise FileNotFoundError(f"no Parquet shards in corpus directory {corpus_dir}")
-    sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    sizes = [parquet_rows(f) for f in files]
     total = sum(sizes)
     lo, hi = shard * total // n_shards, (shard + 1) * total // n_shards
     parts, offset = [], 0
     for path, size in zip(files, sizes, strict=True):
         if offset < hi and offset + size > lo:
-            table = pq.read_table(path, columns=["doc_id", "title", "text"]).to_pandas()
+            table = read_arrow(path, columns=["doc_id", "title", "text"]).to_pandas()
             parts.append(table.iloc[max(lo - offset, 0) : hi - offset])
         offset += size
     return (
@@ -160,7 +159,7 @@ def read_embeddings(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray]
     ids: list[str] = []
     blocks = []
     for path in paths:
-        table = pq.read_table(path)
+        table = read_arrow(path)
         if table.num_rows == 0:
             continue
         column = table.column("embedding").combine_chunks()
