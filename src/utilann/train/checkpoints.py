@@ -25,6 +25,12 @@ never resumed from. A checkpoint is a temporary directory renamed into place onc
 a kill while writing leaves only a ``.tmp`` directory, which the next run removes. The resume
 directory is deleted once the run's final checkpoint (the rule's output) is written.
 
+Stopping early: SLURM sends SIGTERM at a job's time limit (and SIGKILL ``KillWait`` seconds
+later; ``sbatch --signal=USR1@120`` asks for SIGUSR1 earlier), as does ``scancel``. While a job
+writes checkpoints, :class:`StopSignals` turns those signals into a request that the loop
+honours at the end of the current step: it saves a checkpoint there and raises
+:class:`TrainingInterrupted`, so at most one step is lost instead of up to ``every_steps``.
+
 Files are loaded with ``torch.load(weights_only=True)``: the state is kept to tensors and plain
 Python values, so no pickled code is ever executed from a results directory.
 """
@@ -37,7 +43,10 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -261,3 +270,45 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on a signal after saving a checkpoint; a rerun resumes from it."""
+
+
+class StopSignals:
+    """SIGTERM and SIGUSR1 become a stop request checked between steps (see module doc).
+
+    Under torchrun the ranks agree (a max all-reduce of the flag each step), so that all save
+    the same step even when the signal reaches them at different moments.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+
+    @contextmanager
+    def installed(self) -> Iterator[StopSignals]:
+        """Catch the signals while the block runs (main thread only; a no-op elsewhere)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def requested(self) -> bool:
+        """Whether this process (or, under torchrun, any rank) was asked to stop."""
+        flag = self.received is not None
+        if dist.is_available() and dist.is_initialized():
+            value = torch.tensor([int(flag)])
+            dist.all_reduce(value, op=dist.ReduceOp.MAX)
+            flag = bool(value.item())
+        return flag

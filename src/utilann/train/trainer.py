@@ -43,6 +43,8 @@ from utilann.schemas import LOSS_CURVE
 from utilann.train.checkpoints import (
     CheckpointPolicy,
     CheckpointStore,
+    StopSignals,
+    TrainingInterrupted,
     run_fingerprint,
     set_rng_state,
 )
@@ -99,6 +101,47 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@dataclass
+class Optimisation:
+    """AdamW, its linear LR schedule and the fp16 loss scaler: one optimiser step, and the
+    state a resume restores besides the weights."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def build(
+        cls, model: torch.nn.Module, s: TrainSettings, total: int, fp16: bool
+    ) -> Optimisation:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        schedule = get_linear_schedule_with_warmup(optimizer, int(s.warmup_ratio * total), total)
+        return cls(optimizer, schedule, torch.amp.GradScaler("cuda", enabled=fp16))
+
+    def step(self, loss: torch.Tensor, params: Any, max_grad_norm: float) -> float:
+        """Backward, clip, update, advance the schedule; the gradient norm before clipping."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        return float(grad_norm)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
 class Trainer:
     """Trains a :class:`BiEncoder` on a TRAINSET table with one of the paper's losses."""
 
@@ -146,18 +189,14 @@ class Trainer:
                 f"{len(queries)} queries are fewer than one global batch of {global_batch}"
             )
         total = steps_per_epoch * s.epochs
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-        schedule = get_linear_schedule_with_warmup(optimizer, int(s.warmup_ratio * total), total)
-        use_scaler = self.device.type == "cuda" and self.precision.name == "fp16"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        fp16 = self.device.type == "cuda" and self.precision.name == "fp16"
+        opt = Optimisation.build(self.model, s, total, fp16)
 
         curve: list[dict[str, Any]] = []
         resumed = checkpoints.load_latest() if checkpoints is not None else None
         if resumed is not None:
             self.model.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            schedule.load_state_dict(resumed["schedule"])
-            scaler.load_state_dict(resumed["scaler"])
+            opt.load_state_dict(resumed["optimisation"])
             curve = list(resumed["curve"])
         first_step = len(curve)
         model: torch.nn.Module = self.model
@@ -173,43 +212,33 @@ class Trainer:
         progress = tqdm(
             total=total, initial=first_step, desc="train", disable=not self.dist.is_main
         )
-        for epoch in range(first_step // steps_per_epoch, s.epochs):
-            batches = self._local_batches(len(queries), global_batch, epoch, distributed)
-            done = max(0, first_step - epoch * steps_per_epoch)  # batches taken before a resume
-            for batch in islice(batches, done, None):
-                groups = [sampler.group(queries[i], epoch) for i in batch]
-                with autocast_context(self.device, self.precision):
-                    loss = self._step_loss(model, [queries[i] for i in batch], groups, passages)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.step()
-                curve.append(
-                    {
-                        "step": len(curve) + 1,
-                        "epoch": epoch,
-                        "loss": self._mean_across_ranks(loss.detach()),
-                        "lr": schedule.get_last_lr()[0],
-                        "grad_norm": float(grad_norm),
-                        "queries": len(batch) * self.dist.world_size,
-                        "passages": len(batch) * s.group_size * self.dist.world_size,
-                        "elapsed_s": offset + time.perf_counter() - start,
-                    }
-                )
-                progress.update()
-                progress.set_postfix(epoch=epoch, loss=f"{curve[-1]['loss']:.4f}")
-                if checkpoints is not None and checkpoints.due(len(curve), total):
-                    state = {
-                        "model": self.model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "curve": curve,
-                    }
-                    checkpoints.save(len(curve), state, {"epoch": epoch, "of_steps": total})
+        stop = StopSignals()
+        with stop.installed() if checkpoints is not None else nullcontext(stop):
+            for epoch in range(first_step // steps_per_epoch, s.epochs):
+                batches = self._local_batches(len(queries), global_batch, epoch, distributed)
+                done = max(0, first_step - epoch * steps_per_epoch)  # taken before a resume
+                for batch in islice(batches, done, None):
+                    groups = [sampler.group(queries[i], epoch) for i in batch]
+                    with autocast_context(self.device, self.precision):
+                        loss = self._step_loss(model, [queries[i] for i in batch], groups, passages)
+                    grad_norm = opt.step(loss, self.model.parameters(), s.max_grad_norm)
+                    n = len(batch) * self.dist.world_size
+                    curve.append(
+                        {
+                            "step": len(curve) + 1,
+                            "epoch": epoch,
+                            "loss": self._mean_across_ranks(loss.detach()),
+                            "lr": opt.schedule.get_last_lr()[0],
+                            "grad_norm": grad_norm,
+                            "queries": n,
+                            "passages": n * s.group_size,
+                            "elapsed_s": offset + time.perf_counter() - start,
+                        }
+                    )
+                    progress.update()
+                    progress.set_postfix(epoch=epoch, loss=f"{curve[-1]['loss']:.4f}")
+                    if checkpoints is not None:
+                        self._checkpoint(checkpoints, stop, opt, curve, total)
         progress.close()
         elapsed = offset + time.perf_counter() - start
         n_queries = sum(row["queries"] for row in curve)
@@ -232,6 +261,28 @@ class Trainer:
             )
         log.info("training done: %s", stats)
         return stats
+
+    def _checkpoint(
+        self,
+        store: CheckpointStore,
+        stop: StopSignals,
+        opt: Optimisation,
+        curve: list[dict[str, Any]],
+        total: int,
+    ) -> None:
+        """Save when due, or when a stop signal came (then stop: :class:`TrainingInterrupted`)."""
+        step = len(curve)
+        stopping = stop.requested() and step < total
+        if not (stopping or store.due(step, total)):
+            return
+        state = {"model": self.model.state_dict(), "optimisation": opt.state_dict(), "curve": curve}
+        meta = {"epoch": curve[-1]["epoch"], "of_steps": total, "precision": self.precision.name}
+        path = store.save(step, state, meta)
+        if stopping:
+            raise TrainingInterrupted(
+                f"stopped by signal {stop.received} after step {step} of {total}; checkpoint "
+                f"{path} saved: run again to resume"
+            )
 
     def _local_batches(
         self, n_queries: int, global_batch: int, epoch: int, distributed: bool
