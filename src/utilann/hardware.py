@@ -111,7 +111,11 @@ def _cpu_bf16_units(torch: Any) -> tuple[str, ...]:
     flags decide there; on Arm it is true exactly when the CPU has the BF16 extension.
     """
     cpu = torch.cpu
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    try:
+        onednn_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: bf16 is emulated
+        onednn_bf16 = False
+    if not onednn_bf16:
         return ()
     if platform.machine().lower() in ("aarch64", "arm64"):
         return ("ARM-BF16",)
