@@ -106,12 +106,15 @@ def cache_files(cache_dir: Path) -> list[CacheFile]:
 def remove_tree_except(root: Path, keep: Path) -> list[Path]:
     """Delete ``root`` except ``keep`` (and its ancestors); return what was deleted.
 
-    When ``keep`` is not inside ``root`` the whole of ``root`` goes.
+    When ``keep`` is not inside ``root`` the whole of ``root`` goes; when it is ``root``
+    itself, nothing does.
     """
     if not root.exists():
         return []
     root, keep = root.resolve(), keep.resolve()
-    if keep == root or root in keep.parents:
+    if keep == root:
+        return []
+    if root in keep.parents:
         removed = []
         for child in sorted(root.iterdir()):
             if child == keep:

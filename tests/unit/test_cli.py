@@ -294,3 +294,19 @@ def test_clean_keeps_only_the_llm_cache(workdir, capsys):
     assert sorted(p.name for p in (workdir / "results").iterdir()) == ["cache"]
     assert [p.name for p in (workdir / "results/cache").iterdir()] == ["llm"]
     assert not (workdir / ".snakemake").exists()
+
+
+def test_remove_tree_except(tmp_path):
+    from utilann.workspace import remove_tree_except
+
+    (tmp_path / "r/a/keep").mkdir(parents=True)
+    (tmp_path / "r/a/drop.txt").write_text("x")
+    (tmp_path / "r/b").mkdir()
+    assert remove_tree_except(tmp_path / "r", tmp_path / "r") == []
+    removed = remove_tree_except(tmp_path / "r", tmp_path / "r/a/keep")
+    assert sorted(p.name for p in removed) == ["b", "drop.txt"]
+    assert (tmp_path / "r/a/keep").is_dir()
+    assert remove_tree_except(tmp_path / "r", tmp_path / "elsewhere") == [
+        (tmp_path / "r").resolve()
+    ]
+    assert not (tmp_path / "r").exists()
