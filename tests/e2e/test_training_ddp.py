@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import torch
 from conftest import REPO, train_command, wait_for
@@ -84,16 +85,17 @@ def test_torchrun_killed_after_a_checkpoint_resumes_to_the_same_weights(tmp_path
     )
     resume = ["--resume-dir", str(tmp_path / "resume"), "--checkpoint-every", "2"]
     killed = subprocess.Popen(
-        torchrun(tmp_path, "resumed", settings, *resume),
-        env=ENV,
-        start_new_session=True,
-        stderr=subprocess.PIPE,
-        text=True,
+        torchrun(tmp_path, "resumed", settings, *resume), env=ENV, stderr=subprocess.PIPE, text=True
     )
     checkpoint = tmp_path / "resume" / "step-000000002"
     wait_for(checkpoint / "checkpoint.json", killed)
-    os.killpg(killed.pid, signal.SIGKILL)  # torchrun and both ranks
+    # what SLURM does at a node failure: every process of the job at once (torchrun starts its
+    # ranks in sessions of their own, so its process group is not enough)
+    job = [psutil.Process(killed.pid), *psutil.Process(killed.pid).children(recursive=True)]
+    for process in job:
+        process.send_signal(signal.SIGKILL)
     killed.communicate()
+    assert not (tmp_path / "resumed").exists()
     assert sorted(p.name for p in checkpoint.iterdir()) == [
         "checkpoint.json",
         "rng-rank0.pt",
