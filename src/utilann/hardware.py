@@ -12,10 +12,10 @@ asked      CUDA                                         CPU
            fp32 (fp16 only when asked: it needs loss    else fp32
            scaling and overflows where bf16 does not)
 ``bf16``   bf16 (warns when the GPU emulates it)        bf16 (warns when emulated: slow)
-``fp16``   fp16                                         fp32, with a warning: PyTorch's CPU
-                                                        fp16 is emulated on most CPUs, and
-                                                        a config written for GPUs must
-                                                        still run here (debugging)
+``fp16``   fp16                                         fp32, with a warning: fp16 is a
+                                                        GPU setting here (its loss scaler
+                                                        is CUDA's), and a config written
+                                                        for GPUs must still run on a CPU
 ``fp32``   fp32                                         fp32
 =========  ===========================================  ================================
 
