@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -146,7 +147,8 @@ def write_small_beir(source: Path, dest: Path, n_docs: int) -> None:
 
 
 def test_killed_corpus_encoding_keeps_its_finished_shards(tmp_path, scifact_dir):
-    """Snakemake killed (with its job) while shard 1 encodes: the rerun plans shard 1 only.
+    """Snakemake killed (with its job) while the second shard encodes: the rerun plans that
+    shard only.
 
     (After a SIGKILL of Snakemake itself, `snakemake --unlock` is needed before the rerun; a
     SLURM time-out kills the job, not the controller.)
@@ -158,15 +160,22 @@ def test_killed_corpus_encoding_keeps_its_finished_shards(tmp_path, scifact_dir)
     targets = [f"results/resume/dense/zeroshot/scifact/emb-{i}.parquet" for i in (0, 1)]
     shards = [tmp_path / t for t in targets]
     cmd = wf.command("--cores", "1", *targets, config="c.yaml")  # one job at a time
-    proc = subprocess.Popen(
-        cmd, env=WORKFLOW_ENV, start_new_session=True, stderr=subprocess.PIPE, text=True
-    )
-    # shard 1's log appears once its job started, i.e. after Snakemake recorded shard 0 done
-    wait_for(tmp_path / "results/resume/logs/encode_corpus/zeroshot.scifact.1.log", proc)
-    first = shards[0].stat().st_mtime_ns
+    err = (tmp_path / "snakemake.err").open("w")  # a file: a full pipe would block Snakemake
+    proc = subprocess.Popen(cmd, env=WORKFLOW_ENV, start_new_session=True, stderr=err, text=True)
+    logs = tmp_path / "results/resume/logs/encode_corpus"
+    wait_for(logs, proc)
+    while not any(shard.exists() for shard in shards):  # either shard may run first
+        assert proc.poll() is None, (tmp_path / "snakemake.err").read_text()[-4000:]
+        time.sleep(0.02)
+    done, other = (0, 1) if shards[0].exists() else (1, 0)
+    # the other shard's log appears once its job started, i.e. after Snakemake recorded the
+    # first one as done
+    wait_for(logs / f"zeroshot.scifact.{other}.log", proc)
+    first = shards[done].stat().st_mtime_ns
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
-    assert not shards[1].exists()
+    err.close()
+    assert not shards[other].exists()
 
     dry = wf.run(
         "-n",
@@ -175,4 +184,4 @@ def test_killed_corpus_encoding_keeps_its_finished_shards(tmp_path, scifact_dir)
         config="c.yaml",
     )
     assert planned_jobs(dry.stdout) == {"encode_corpus": 1, "dense_search": 1}, dry.stdout
-    assert shards[0].stat().st_mtime_ns == first
+    assert shards[done].stat().st_mtime_ns == first

@@ -278,7 +278,8 @@ def test_train_job_killed_mid_run_resumes_to_the_same_weights(wf):
         *non_annotation_rules(),
         config="resume.yaml",
     )
-    proc = subprocess.Popen(cmd, env=WORKFLOW_ENV, stderr=subprocess.PIPE, text=True)
+    with (wf.workdir / "resume.err").open("w") as err:  # a file: a full pipe blocks Snakemake
+        proc = subprocess.Popen(cmd, env=WORKFLOW_ENV, stderr=err, text=True)
     wait_for(wf.workdir / EXP / "train/human/resume/step-000000001/checkpoint.json", proc)
     (job,) = [
         p
