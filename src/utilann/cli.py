@@ -4,6 +4,10 @@
 ``utilann inspect schema PATH``     a Parquet file's columns and its utilann metadata
 ``utilann inspect query QID``       one query end to end: pool, LLM labels and raw outputs,
                                     ranks under every run, RAG answers, per-query metrics
+``utilann cache info|clear``        the LLM cache: where, how big, how many generations;
+                                    ``clear`` deletes it after saying so (``make clean-cache``)
+``utilann clean``                   delete results/ and .snakemake/ but keep the LLM cache
+                                    (``make clean``)
 
 Every view works with whatever subset of the artifacts exists and says what is missing, so it
 is as useful after the first stage as after the whole DAG. Paths follow
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +31,7 @@ from rich.console import Console
 from rich.json import JSON
 from rich.table import Table
 
-from . import schemas
+from . import schemas, workspace
 from .io import read_metadata
 
 _SHARD = re.compile(r"^shard-\d+\.parquet$")
@@ -326,6 +331,64 @@ def cmd_query(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+# --- cache and clean ------------------------------------------------------------------------
+
+
+def _cache_report(args: argparse.Namespace, console: Console) -> tuple[Path, list]:
+    cache_dir = workspace.llm_cache_dir(workspace.load_config(args.configfile))
+    files = workspace.cache_files(cache_dir)
+    if not files:
+        console.print(f"LLM cache {cache_dir}: [yellow]empty or absent[/yellow]")
+        return cache_dir, files
+    table = Table(title=f"LLM cache {cache_dir}", title_justify="left")
+    for column, justify in [("file", "left"), ("size", "right"), ("generations", "right")]:
+        table.add_column(column, justify=justify, overflow="fold")
+    for f in files:
+        entries = "" if f.entries is None else str(f.entries)
+        table.add_row(str(f.path.relative_to(cache_dir)), _size(f.size), entries)
+    total = sum(f.entries or 0 for f in files)
+    table.add_row("[bold]total[/bold]", _size(sum(f.size for f in files)), f"[bold]{total}[/bold]")
+    console.print(table)
+    return cache_dir, files
+
+
+def cmd_cache_info(args: argparse.Namespace, console: Console) -> int:
+    _cache_report(args, console)
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace, console: Console) -> int:
+    cache_dir, files = _cache_report(args, console)
+    if not files:
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            console.print(
+                "[red]not deleted:[/red] confirm with --yes (make clean-cache FORCE=1); these "
+                "generations cost LLM time to redo"
+            )
+            return 2
+        answer = input(f"delete {cache_dir} and every generation in it? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            console.print("kept")
+            return 1
+    shutil.rmtree(cache_dir)
+    console.print(f"deleted {cache_dir}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace, console: Console) -> int:
+    cache_dir = workspace.llm_cache_dir(workspace.load_config(args.configfile))
+    removed = workspace.remove_tree_except(workspace.RESULTS, cache_dir)
+    removed += workspace.remove_tree_except(workspace.SNAKEMAKE_DIR, cache_dir)
+    here = Path.cwd().resolve()
+    for path in removed:
+        console.print(f"deleted {path.relative_to(here) if here in path.parents else path}")
+    if cache_dir.exists():
+        console.print(f"kept the LLM cache {cache_dir} (make clean-cache deletes it)")
+    return 0
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -361,6 +424,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="truncate long text cells to this many characters; 0 = no limit",
     )
     query.set_defaults(func=cmd_query)
+
+    def config_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--configfile",
+            nargs="*",
+            default=[],
+            help="config files overlaid on config/config.yaml, as given to snakemake",
+        )
+
+    cache = commands.add_parser("cache", help="the LLM cache (llm.cache_dir)")
+    actions = cache.add_subparsers(dest="action", required=True)
+    info = actions.add_parser("info", help="where it is, its size and generations per file")
+    config_option(info)
+    info.set_defaults(func=cmd_cache_info)
+    clear = actions.add_parser("clear", help="delete it, after showing what it holds")
+    config_option(clear)
+    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    clear.set_defaults(func=cmd_cache_clear)
+
+    clean = commands.add_parser("clean", help="delete results/ and .snakemake/, keep the cache")
+    config_option(clean)
+    clean.set_defaults(func=cmd_clean)
     return parser
 
 
@@ -370,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=args.width, file=sys.stdout)
     try:
         return args.func(args, console)
-    except (OSError, pa.ArrowException) as err:
+    except (OSError, ValueError, pa.ArrowException) as err:
         console.print(f"[red]error:[/red] {err}")
         return 1
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from utilann.hardware import choose_precision
+from utilann.io import parquet_files, parquet_rows, read_arrow, read_metadata
 from utilann.train.model import (
     BiEncoder,
     BiEncoderConfig,
@@ -37,13 +38,18 @@ logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    """How texts are embedded (must match the run's training pooling/normalisation)."""
+    """How texts are embedded (must match the run's training pooling/normalisation).
+
+    ``precision`` is what the config asks (``auto``, ``fp32``, ``bf16``, ``fp16``); the dtype
+    the weights get is resolved on the machine that encodes (:mod:`utilann.hardware`) and
+    recorded as :attr:`TextEncoder.dtype` in each output's metadata.
+    """
 
     pooling: str = "cls"
     normalize: bool = False
     max_length: int = 140
     batch_size: int = 128
-    precision: str = "fp32"
+    precision: str = "auto"
 
 
 def limit_threads(n: int) -> None:
@@ -59,31 +65,22 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def encode_dtype(precision: str, on: torch.device) -> torch.dtype:
-    """The weights' dtype for encoding with ``precision`` on device ``on``.
-
-    bf16 also runs on CPU (oneDNN): on CPUs with AVX512-BF16/AMX it encodes about 1.8x faster
-    than fp32 (MiniLM-L6 on SciFact, 2 cores; cosine to the fp32 vectors >= 0.9999, see
-    benchmarks/encode_throughput.py --precision). fp16 is CUDA-only; on CPU it falls back to fp32.
-    """
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16" and on.type == "cuda":
-        return torch.float16
-    if precision == "fp16":
-        log.info("fp16 encoding needs CUDA: encoding in fp32 on %s", on)
-    return torch.float32
-
-
 class TextEncoder:
-    """A run's encoder and tokenizer, in eval mode on the best device."""
+    """A run's encoder and tokenizer, in eval mode on the best device, in the dtype the
+    machine computes fastest for the asked precision (bf16 weights also on CPU: oneDNN)."""
 
     def __init__(self, model_dir: str | Path, settings: EncodeSettings) -> None:
         self.settings = settings
+        self.precision = choose_precision(settings.precision, device(), "encoding")
         self.tokenizer = load_tokenizer(model_dir)
         config = BiEncoderConfig(pooling=settings.pooling, normalize=settings.normalize)
         model = BiEncoder.from_pretrained(model_dir, config=config).to(device()).eval()
-        self.model = model.to(encode_dtype(settings.precision, device()))
+        self.model = model.to(self.precision.dtype)
+
+    @property
+    def dtype(self) -> str:
+        """The resolved precision (``fp32``, ``bf16``, ``fp16``), for output metadata."""
+        return self.precision.name
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], desc: str = "encode") -> np.ndarray:
@@ -114,16 +111,16 @@ def corpus_slice(corpus_dir: str | Path, shard: int, n_shards: int) -> pd.DataFr
     """
     if not 0 <= shard < n_shards:
         raise ValueError(f"encode shard {shard} out of range for {n_shards} shards")
-    files = sorted(Path(corpus_dir).glob("*.parquet"))
+    files = parquet_files(corpus_dir)
     if not files:
         raise FileNotFoundError(f"no Parquet shards in corpus directory {corpus_dir}")
-    sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    sizes = [parquet_rows(f) for f in files]
     total = sum(sizes)
     lo, hi = shard * total // n_shards, (shard + 1) * total // n_shards
     parts, offset = [], 0
     for path, size in zip(files, sizes, strict=True):
         if offset < hi and offset + size > lo:
-            table = pq.read_table(path, columns=["doc_id", "title", "text"]).to_pandas()
+            table = read_arrow(path, columns=["doc_id", "title", "text"]).to_pandas()
             parts.append(table.iloc[max(lo - offset, 0) : hi - offset])
         offset += size
     return (
@@ -134,18 +131,14 @@ def corpus_slice(corpus_dir: str | Path, shard: int, n_shards: int) -> pd.DataFr
 
 
 def encode_corpus_shard(
-    model_dir: str | Path,
-    corpus_dir: str | Path,
-    shard: int,
-    n_shards: int,
-    settings: EncodeSettings,
+    encoder: TextEncoder, corpus_dir: str | Path, shard: int, n_shards: int
 ) -> pa.Table:
-    """Embed one corpus slice; an EMBEDDINGS table (doc_id, embedding)."""
+    """Embed one corpus slice with ``encoder``; an EMBEDDINGS table (doc_id, embedding)."""
     rows = corpus_slice(corpus_dir, shard, n_shards)
     log.info("encode shard %d/%d: %d passages", shard, n_shards, len(rows))
     texts = [format_passage(t, x) for t, x in rows[["title", "text"]].itertuples(index=False)]
     matrix = (
-        TextEncoder(model_dir, settings).encode(texts, desc=f"encode shard {shard}")
+        encoder.encode(texts, desc=f"encode shard {shard}")
         if texts
         else np.empty((0, 0), dtype=np.float32)
     )
@@ -167,7 +160,7 @@ def read_embeddings(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray]
     ids: list[str] = []
     blocks = []
     for path in paths:
-        table = pq.read_table(path)
+        table = read_arrow(path)
         if table.num_rows == 0:
             continue
         column = table.column("embedding").combine_chunks()
@@ -176,6 +169,18 @@ def read_embeddings(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray]
     if not blocks:
         raise ValueError("no passage embeddings in the given shards")
     return ids, np.ascontiguousarray(np.vstack(blocks), dtype=np.float32)
+
+
+def passage_dtypes(paths: Sequence[str | Path]) -> list[str]:
+    """The precisions the EMBEDDINGS shards were encoded in (their metadata), sorted.
+
+    More than one means the shards ran on machines that resolved ``auto`` differently (a
+    heterogeneous cluster): the vectors then differ slightly between shards, which is logged.
+    """
+    dtypes = sorted({str(read_metadata(path).get("dtype", "unrecorded")) for path in paths})
+    if len(dtypes) > 1:
+        log.warning("corpus shards were encoded in different precisions: %s", dtypes)
+    return dtypes
 
 
 def build_index(matrix: np.ndarray, use_gpu: bool = True):  # -> faiss.Index

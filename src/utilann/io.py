@@ -27,6 +27,33 @@ class SchemaError(ValueError):
     """A table does not match the schema declared for its artifact."""
 
 
+class CorruptArtifactError(ValueError):
+    """A Parquet file cannot be read: truncated, overwritten or not Parquet at all.
+
+    Files this pipeline writes appear atomically, so a damaged one was cut short elsewhere (an
+    interrupted copy or sync, a full disk) or edited by hand; the message says how to rebuild it.
+    """
+
+
+@contextmanager
+def _reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn pyarrow's errors for a damaged Parquet file into one that names it and the fix.
+
+    A missing file stays a FileNotFoundError: that is a different problem.
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as err:
+        raise CorruptArtifactError(
+            f"{path}: not a readable Parquet file ({err}). It was probably cut short (an "
+            "interrupted copy, a full disk) or changed by hand: delete it and rerun "
+            "Snakemake, which rebuilds it with the rule that writes it (or run "
+            f"`snakemake --forcerun {path}`)"
+        ) from None
+
+
 def conform(df: pd.DataFrame, schema: pa.Schema, what: str = "table") -> pa.Table:
     """Convert ``df`` to ``schema`` (column order and dtypes), or say exactly what is wrong."""
     missing = [name for name in schema.names if name not in df.columns]
@@ -83,14 +110,42 @@ def write_table(
     return Path(path)
 
 
+def parquet_files(path: str | os.PathLike[str]) -> list[Path]:
+    """A Parquet file, or the ``*.parquet`` shards of a directory in name order."""
+    path = Path(path)
+    return sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+
+
+def read_arrow(path: str | os.PathLike[str], columns: Iterable[str] | None = None) -> pa.Table:
+    """Read a Parquet file or a directory of Parquet shards as one Arrow table.
+
+    Shards are read one by one, so that a damaged one is named (:class:`CorruptArtifactError`).
+    """
+    cols = list(columns) if columns else None
+    tables = []
+    for file in parquet_files(path):
+        with _reading(file):
+            tables.append(pq.read_table(file, columns=cols))
+    if not tables:
+        raise FileNotFoundError(f"{path}: no Parquet files")
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
 def read_table(path: str | os.PathLike[str], columns: Iterable[str] | None = None) -> pd.DataFrame:
     """Read a Parquet file or a directory of Parquet shards into pandas."""
-    return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
+    return read_arrow(path, columns).to_pandas()
+
+
+def parquet_rows(path: str | os.PathLike[str]) -> int:
+    """Row count of a Parquet file from its footer (nothing else is read)."""
+    with _reading(path):
+        return pq.ParquetFile(path).metadata.num_rows
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Return the ``utilann`` metadata of a Parquet file ({} when it has none)."""
-    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    with _reading(path):
+        raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
     return json.loads(raw) if raw else {}
 
 

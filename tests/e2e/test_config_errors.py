@@ -1,6 +1,9 @@
-"""The config is validated against config/schema.yaml at start-up."""
+"""The config is validated against config/schema.yaml at start-up; bad inputs fail the job
+that reads them with a message naming the file, and leave no output behind."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -36,3 +39,26 @@ def test_bad_corpus_fails_the_job_and_writes_nothing(workflow, scifact_dir):
     assert not (workflow.workdir / "results/datasets/scifact").exists() or not any(
         (workflow.workdir / "results/datasets/scifact").iterdir()
     )
+
+
+def test_truncated_corpus_shard_fails_the_reading_job_naming_the_file(workflow):
+    """A damaged ingested shard (an interrupted copy, a full disk) is named by the next stage,
+    with the fix, and that stage writes nothing."""
+    data = workflow.workdir / "resources" / "datasets" / "tiny"
+    (data / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d{i}", "title": "", "text": f"passage {i}"} for i in range(3)]
+    (data / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (data / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "passage"}) + "\n")
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    workflow.write_config("c.yaml", {"experiment": "bad", "datasets": {"tiny": {"format": "beir"}}})
+    workflow.run("results/datasets/tiny/qrels.parquet", config="c.yaml")
+    shard = workflow.workdir / "results/datasets/tiny/corpus/shard-00000.parquet"
+    shard.write_bytes(shard.read_bytes()[:100])
+    index = "results/indexes/tiny.bm25-flat"
+    proc = workflow.run(index, config="c.yaml", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"{shard.relative_to(workflow.workdir)}: not a readable Parquet file" in out
+    assert "delete it and rerun Snakemake" in out
+    indexes = workflow.workdir / "results/indexes"
+    assert not indexes.exists() or not list(indexes.iterdir())  # no index, no temp dir

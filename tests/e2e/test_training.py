@@ -15,13 +15,18 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
-from conftest import REPO, Workflow, planned_jobs
+import torch
+from conftest import REPO, WORKFLOW_ENV, Workflow, planned_jobs, wait_for
+from safetensors.torch import load_file
 
 from utilann import schemas
+from utilann.hardware import detect, resolve_precision
 from utilann.io import read_metadata, write_table
 
 pytestmark = pytest.mark.e2e
@@ -231,3 +236,65 @@ def test_changing_search_depth_reruns_only_search_and_evaluation(wf):
     wf.write_config("depth.yaml", cfg)
     proc = wf.run("-n", *TARGETS, config="depth.yaml")
     assert planned_jobs(proc.stdout) == {"dense_search": len(RUNS), "evaluate_run": len(RUNS)}
+
+
+def test_changing_checkpointing_reruns_nothing(wf):
+    """Checkpoint frequency is a resource of the train rule, not a param: no retraining."""
+    cfg = json.loads(json.dumps(CONFIG))
+    cfg["training"]["checkpoints"] = {"every_steps": 1, "keep": 3}
+    wf.write_config("ckpt.yaml", cfg)
+    proc = wf.run("-n", *TARGETS, config="ckpt.yaml")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_resolved_precision_is_recorded_and_params_keep_auto(wf):
+    chosen = resolve_precision("auto", detect("cpu")).name
+    shard = read_metadata(wf.workdir / EXP / "dense/human/scifact/emb-0.parquet")
+    assert shard["encoding"]["precision"] == "auto" and shard["dtype"] == chosen
+    run = read_metadata(wf.workdir / EXP / "runs/human/scifact.test.parquet")
+    assert run["query_dtype"] == chosen and run["passage_dtypes"] == [chosen]
+    saved = json.loads((wf.workdir / EXP / "models/human/biencoder.json").read_text())
+    assert saved["training"]["precision"] == "auto" and saved["stats"]["precision"] == chosen
+    log = (wf.workdir / EXP / "logs/train/human.log").read_text()
+    assert f"training precision auto -> {chosen}: " in log and "capability" in log
+    assert not (wf.workdir / EXP / "train/human/resume").exists()  # removed after training
+
+
+def test_train_job_killed_mid_run_resumes_to_the_same_weights(wf):
+    """Last in this module (it retrains `human`). The job is killed as a SLURM time limit
+    kills it: Snakemake sees a failed job and deletes its outputs, but not the resume
+    directory; the rerun resumes and ends with the uninterrupted run's (the fixture's) weights.
+    """
+    model = wf.workdir / EXP / "models/human"
+    expected = load_file(model / "model.safetensors")
+    cfg = json.loads(json.dumps(CONFIG))
+    cfg["training"]["checkpoints"] = {"every_steps": 1}
+    wf.write_config("resume.yaml", cfg)
+    target = f"{EXP}/models/human"
+    cmd = wf.command(
+        target,
+        f"--forcerun={target}",
+        "--allowed-rules",
+        *non_annotation_rules(),
+        config="resume.yaml",
+    )
+    with (wf.workdir / "resume.err").open("w") as err:  # a file: a full pipe blocks Snakemake
+        proc = subprocess.Popen(cmd, env=WORKFLOW_ENV, stderr=err, text=True)
+    wait_for(wf.workdir / EXP / "train/human/resume/step-000000001/checkpoint.json", proc)
+    (job,) = [
+        p
+        for p in psutil.Process(proc.pid).children(recursive=True)
+        if any(arg.endswith("train.py") for arg in p.cmdline())
+    ]
+    job.kill()
+    proc.communicate()
+    assert proc.returncode != 0
+    assert not model.exists()  # Snakemake removed the failed job's output
+    assert (wf.workdir / EXP / "train/human/resume/step-000000001").exists()
+
+    wf.run(target, config="resume.yaml")
+    log = (wf.workdir / EXP / "logs/train/human.log").read_text()
+    assert "resumed from step" in log
+    resumed = load_file(model / "model.safetensors")
+    for name, tensor in expected.items():
+        assert torch.allclose(tensor, resumed[name], rtol=1e-4, atol=1e-5), name

@@ -1,11 +1,16 @@
-"""The ``utilann inspect`` views on small artifacts written with utilann.io.write_table."""
+"""The ``utilann inspect`` views on small artifacts written with utilann.io.write_table, and
+``utilann cache`` / ``utilann clean`` (what ``make clean`` and ``make clean-cache`` run)."""
 
 from __future__ import annotations
 
+import io
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from utilann import schemas
 from utilann.cli import main
@@ -218,3 +223,90 @@ def test_usage_errors_exit_with_status_2(capsys):
     with pytest.raises(SystemExit) as excinfo:
         main(["inspect"])
     assert excinfo.value.code == 2
+
+
+# --- cache and clean (make clean / make clean-cache) ----------------------------------------
+
+
+def write_cache_file(path: Path, n: int) -> None:
+    """A writer's file in the LLM cache's format (one SQLite table of generations)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE generations (key TEXT PRIMARY KEY, text TEXT)")
+        conn.executemany("INSERT INTO generations VALUES (?, ?)", [(str(i), "x") for i in range(n)])
+    conn.close()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A working directory with the repository's config, a cache inside results/, outputs."""
+    (tmp_path / "config").mkdir()
+    for name in ("config.yaml", "schema.yaml"):
+        shutil.copy(REPO / "config" / name, tmp_path / "config" / name)
+    write_cache_file(tmp_path / "results/cache/llm/demo.shard-0.sqlite", 3)
+    write_cache_file(tmp_path / "results/cache/llm/rag.demo.sqlite", 2)
+    build_pools(tmp_path / "results" / "demo")
+    (tmp_path / "results/demo/train/human/resume/step-000000005").mkdir(parents=True)
+    (tmp_path / "results/cache/other.txt").write_text("not the LLM cache")
+    (tmp_path / ".snakemake/metadata").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_cache_info_names_path_size_and_generations(workdir, capsys):
+    assert main([*WIDE, "cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "LLM cache results/cache/llm" in out
+    assert "demo.shard-0.sqlite" in out and "rag.demo.sqlite" in out
+    total = next(line for line in out.splitlines() if "total" in line)
+    assert total.split()[-2] == "5" and "KiB" in total
+
+
+def test_cache_dir_comes_from_llm_then_annotation_config(workdir, capsys):
+    overlay = workdir / "elsewhere.yaml"
+    overlay.write_text("annotation: {cache_dir: /tmp/nowhere-cache}\n")
+    assert main([*WIDE, "cache", "info", "--configfile", str(overlay)]) == 0
+    assert "/tmp/nowhere-cache: empty or absent" in capsys.readouterr().out
+    overlay.write_text("llm: {cache_dir: other/llm}\nannotation: {cache_dir: not/this}\n")
+    write_cache_file(workdir / "other/llm/x.sqlite", 4)
+    assert main([*WIDE, "cache", "info", "--configfile", str(overlay)]) == 0
+    assert "LLM cache other/llm" in capsys.readouterr().out
+
+
+def test_cache_clear_needs_confirmation(workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: no prompt
+    assert main([*WIDE, "cache", "clear"]) == 2
+    assert "confirm with --yes" in capsys.readouterr().out
+    assert (workdir / "results/cache/llm/demo.shard-0.sqlite").exists()
+    assert main([*WIDE, "cache", "clear", "--yes"]) == 0
+    assert "deleted results/cache/llm" in capsys.readouterr().out
+    assert not (workdir / "results/cache/llm").exists()
+
+
+def test_clean_keeps_only_the_llm_cache(workdir, capsys):
+    assert main([*WIDE, "clean"]) == 0
+    out = capsys.readouterr().out
+    assert "kept the LLM cache results/cache/llm" in out
+    assert sorted(p.name for p in (workdir / "results/cache/llm").iterdir()) == [
+        "demo.shard-0.sqlite",
+        "rag.demo.sqlite",
+    ]
+    assert sorted(p.name for p in (workdir / "results").iterdir()) == ["cache"]
+    assert [p.name for p in (workdir / "results/cache").iterdir()] == ["llm"]
+    assert not (workdir / ".snakemake").exists()
+
+
+def test_remove_tree_except(tmp_path):
+    from utilann.workspace import remove_tree_except
+
+    (tmp_path / "r/a/keep").mkdir(parents=True)
+    (tmp_path / "r/a/drop.txt").write_text("x")
+    (tmp_path / "r/b").mkdir()
+    assert remove_tree_except(tmp_path / "r", tmp_path / "r") == []
+    removed = remove_tree_except(tmp_path / "r", tmp_path / "r/a/keep")
+    assert sorted(p.name for p in removed) == ["b", "drop.txt"]
+    assert (tmp_path / "r/a/keep").is_dir()
+    assert remove_tree_except(tmp_path / "r", tmp_path / "elsewhere") == [
+        (tmp_path / "r").resolve()
+    ]
+    assert not (tmp_path / "r").exists()

@@ -329,6 +329,12 @@ def get_train_params(wildcards):
     return RUN_SPECS[wildcards.run].train_params()
 
 
+def get_train_resume_dir(wildcards):
+    """The run's resume checkpoints: beside its outputs, never one of them (Snakemake would
+    delete them with a failed job's outputs); see utilann.train.checkpoints."""
+    return f"{EXP}/train/{wildcards.run}/resume"
+
+
 def get_dense_model(wildcards):
     return checkpoint_dir(wildcards.run)
 

@@ -4,6 +4,8 @@
 #   {EXP}/train/<run>/trainset.parquet       build_trainset: positives/negatives per query
 #   {EXP}/models/<run>/                      train: HF checkpoint + biencoder.json
 #   {EXP}/train/<run>/loss_curve.parquet     train: one row per optimiser step
+#   {EXP}/train/<run>/resume/step-<N>/       train: resume state (not an output; removed
+#                                            once the run's checkpoint is written)
 
 
 rule prepare_encoder:
@@ -64,8 +66,14 @@ rule train:
         gpu=TRAIN_RESOURCES["gpu"],
         mem_mb=TRAIN_RESOURCES["mem_mb"],
         runtime=TRAIN_RESOURCES["runtime"],
+        # How often a job saves resume state is about where it runs (its time limit), not
+        # about the result (a resumed run ends with the same weights): a resource, not a
+        # param, so changing it never retrains a finished run.
+        checkpoint_every_steps=TRAINING["checkpoints"]["every_steps"],
+        checkpoint_keep=TRAINING["checkpoints"]["keep"],
     params:
         settings=get_train_params,
+        resume_dir=get_train_resume_dir,
         # Processes (one per GPU): batch_size is per process, so this changes the result.
         world_size=max(1, TRAIN_RESOURCES["gpu"]),
         code_version=TRAIN_CODE_VERSION,

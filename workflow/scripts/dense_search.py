@@ -6,6 +6,7 @@ from utilann.dense import (
     TextEncoder,
     build_index,
     limit_threads,
+    passage_dtypes,
     read_embeddings,
     search,
 )
@@ -27,7 +28,14 @@ with script_logging(snakemake.log[0], "dense_search") as log:
     query_matrix = encoder.encode(queries["text"].tolist(), desc="encode queries")
     index = build_index(matrix, use_gpu=p.faiss_gpu)
     run = search(index, doc_ids, queries["query_id"].tolist(), query_matrix, p.depth)
-    meta = {"run": w.run, "depth": p.depth, "encoding": p.encoding, "index": "faiss.IndexFlatIP"}
+    meta = {
+        "run": w.run,
+        "depth": p.depth,
+        "encoding": p.encoding,
+        "query_dtype": encoder.dtype,
+        "passage_dtypes": passage_dtypes(snakemake.input.embeddings),
+        "index": "faiss.IndexFlatIP",
+    }
     write_table(run, snakemake.output.run, schemas.RUN, meta)
     write_trec_run(run, snakemake.output.trec, tag=w.run)
     log.info("wrote %d rows for %d queries", len(run), run["query_id"].nunique())

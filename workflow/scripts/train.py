@@ -3,15 +3,20 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
 from utilann.logs import script_logging
+from utilann.train.checkpoints import CheckpointPolicy
 from utilann.train.settings import TrainSettings
 from utilann.train.trainer import train_run
 
-inp, out, p = snakemake.input, snakemake.output, snakemake.params
+inp, out, p, res = snakemake.input, snakemake.output, snakemake.params, snakemake.resources
 settings = TrainSettings(**p.settings)
+checkpointing = CheckpointPolicy(
+    Path(p.resume_dir), res.checkpoint_every_steps, res.checkpoint_keep
+)
 with script_logging(snakemake.log[0], "train") as log:
     if p.world_size > 1:
         cmd = [
@@ -32,12 +37,20 @@ with script_logging(snakemake.log[0], "train") as log:
             out.curve,
             "--settings",
             json.dumps(p.settings),
+            "--resume-dir",
+            p.resume_dir,
+            "--checkpoint-every",
+            str(checkpointing.every_steps),
+            "--checkpoint-keep",
+            str(checkpointing.keep),
         ]
         log.info("launching %s", " ".join(cmd))
         subprocess.run(cmd, check=True)
     else:
         torch.set_num_threads(snakemake.threads)
-        stats = train_run(inp.init, inp.trainset, out.model, out.curve, settings)
+        stats = train_run(inp.init, inp.trainset, out.model, out.curve, settings, checkpointing)
+        if stats["resumed_from_step"] is not None:
+            log.info("resumed from step %d", stats["resumed_from_step"])
         log.info(
             "%d steps, %.1f queries/s, %.1f passages/s, peak %.0f MB",
             stats["steps"],

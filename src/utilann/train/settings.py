@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from utilann.hardware import PRECISIONS
 from utilann.labels import EMPTY_POLICIES
 from utilann.train.losses import LOSSES
 
@@ -17,7 +18,6 @@ LABEL_SOURCES = ("human", "relsel", "utilsel", "utilrank")
 HUMAN_POSITIVE_POLICIES = ("random", "exclusion", "inclusion")
 POSITIVE_SAMPLING = ("pos_one", "pos_all", "pos_avg")
 POOLINGS = ("cls", "mean")
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
@@ -95,7 +95,9 @@ class TrainSettings:
         lr, epochs, warmup_ratio, weight_decay, max_grad_norm: AdamW with a linear schedule
             (warmup as a fraction of all steps); the gradient clip is HF Trainer's default.
         batch_size: queries per device; group_size: passages per query (positives + negatives).
-        precision: autocast dtype on CUDA (fp32 on CPU whatever is asked).
+        precision: ``auto`` (bf16 autocast where the device computes bf16 natively, else
+            fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA only, with loss scaling); resolved per
+            machine at job time by :func:`utilann.hardware.resolve_precision`.
         negatives_x_device: under torchrun, score against all devices' passages.
     """
 
@@ -113,7 +115,7 @@ class TrainSettings:
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    precision: str = "fp16"
+    precision: str = "auto"
     seed: int = 42
     negatives_x_device: bool = False
 
