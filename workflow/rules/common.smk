@@ -541,13 +541,15 @@ def packaged_llm(name):
 
 
 def llm_model_path(name):
-    """Where the engine loads model `name` from."""
-    return f"{MODELS}/{name}" if packaged_llm(name) else name
+    """Where the engine loads model `name` from (a hub id: the copy rule fetch_model makes)."""
+    if packaged_llm(name):
+        return f"{MODELS}/{name}"
+    return f"{MODELS}/hub/{hub_slug(name)}" if is_hub_id(name) else name
 
 
 def llm_model_input(name):
     """Snakemake input for model `name`: the prepared directory, if the workflow makes it."""
-    return [llm_model_path(name)] if packaged_llm(name) else []
+    return [llm_model_path(name)] if packaged_llm(name) or is_hub_id(name) else []
 
 
 def prepare_llm_spec(wildcards):
@@ -684,6 +686,12 @@ def query_encoding(wildcards):
     return encode_settings(wildcards, DENSE["query_max_len"])
 
 
+def encode_shards(wildcards):
+    """Encoding jobs for a dataset: dense.encode_shards_by_dataset, else dense.encode_shards."""
+    by_dataset = DENSE["encode_shards_by_dataset"]
+    return by_dataset.get(wildcards.dataset, DENSE["encode_shards"])
+
+
 def encode_shard_index(wildcards):
     return int(wildcards.eshard)
 
@@ -695,5 +703,28 @@ def embedding_output(path):
 def corpus_embeddings(wildcards):
     return expand(
         f"{EXP}/dense/{wildcards.run}/{wildcards.dataset}/emb-{{eshard}}.parquet",
-        eshard=range(DENSE["encode_shards"]),
+        eshard=range(encode_shards(wildcards)),
     )
+
+
+# --- cluster resources and hub models (src/utilann/cluster.py, src/utilann/hub.py) ---
+
+from utilann.cluster import (
+    job_resources,
+    retry_runtime,
+    single_gpu,
+    torchrun_gpus,
+    vllm_gpus,
+    world_size,
+)
+from utilann.hub import hub_slug, is_hub_id
+
+
+def hub_llms():
+    """{directory name: hub id} of the LLMs rule fetch_model downloads (annotator, generator)."""
+    names = [config["llm"]["model"], config["rag"]["generator"]["model"]]
+    return {hub_slug(n): n for n in names if n and is_hub_id(n) and not packaged_llm(n)}
+
+
+def hub_repo_id(wildcards):
+    return hub_llms()[wildcards.slug]

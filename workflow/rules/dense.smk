@@ -1,8 +1,10 @@
 # Rules of the dense stage: encode corpus shards in parallel, then exact faiss search
 # (src/utilann/dense.py). Runs: `zeroshot` (the bare backbone) and every `training.runs` name.
 #
-#   {EXP}/dense/<run>/<dataset>/emb-<i>.parquet     encode_corpus, i < dense.encode_shards
+#   {EXP}/dense/<run>/<dataset>/emb-<i>.parquet     encode_corpus, i < encode_shards (dense.*)
 #   {EXP}/runs/<run>/<dataset>.<split>.{parquet,trec}   dense_search (scored by evaluate.smk)
+
+DENSE_GPUS = single_gpu(DENSE_RESOURCES, "dense.resources")
 
 
 rule encode_corpus:
@@ -24,13 +26,11 @@ rule encode_corpus:
         "../../envs/train.yaml"
     threads: DENSE_RESOURCES["cpus"]
     resources:
-        gpu=DENSE_RESOURCES["gpu"],
-        mem_mb=DENSE_RESOURCES["mem_mb"],
-        runtime=DENSE_RESOURCES["runtime"],
+        **job_resources(DENSE_RESOURCES, DENSE_GPUS),
     params:
         encoding=passage_encoding,
         shard=encode_shard_index,
-        shards=DENSE["encode_shards"],
+        shards=encode_shards,
         code_version=DENSE_CODE_VERSION,
     script:
         "../scripts/encode_corpus.py"
@@ -51,13 +51,13 @@ rule dense_search:
         f"{BENCH}/dense_search/{{run}}.{{dataset}}.{{split}}.tsv"
     wildcard_constraints:
         run=names_regex(dense_runs()),
+    group:
+        "search"
     conda:
         "../../envs/train.yaml"
     threads: DENSE_RESOURCES["cpus"]
     resources:
-        gpu=DENSE_RESOURCES["gpu"],
-        mem_mb=DENSE_RESOURCES["mem_mb"],
-        runtime=DENSE_RESOURCES["runtime"],
+        **job_resources(DENSE_RESOURCES, DENSE_GPUS),
     params:
         encoding=query_encoding,
         depth=DENSE["depth"],

@@ -1,4 +1,12 @@
 # Retrieval evaluation (ir_measures) of every run, and the experiment's metrics table.
+#
+# On a cluster an evaluation runs in the same job as the search that made its run (group
+# "search": one job instead of two, runtimes added); the tables run where Snakemake runs.
+
+
+localrules:
+    metrics_table,
+    check_reproduction,
 
 
 rule evaluate_run:
@@ -10,11 +18,13 @@ rule evaluate_run:
         metrics=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.metrics.parquet",
     log:
         f"{LOGS}/evaluate/{{run}}.{{dataset}}.{{split}}.log",
+    group:
+        "search"
     conda:
         "../../envs/core.yaml"
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         measures=measures_for,
     script:

@@ -18,7 +18,7 @@ rule build_pools:
         "../../envs/core.yaml"
     resources:
         mem_mb=16000,
-        runtime=60,
+        runtime=retry_runtime(60),
     params:
         split=TRAIN_SPLIT,
         source=POOLS["source"],

@@ -14,6 +14,16 @@
 check_rag_measures()
 SIGNIFICANCE_BASELINE = significance_baseline()
 RAG_RESOURCES = RAG["generator"]["resources"]
+RAG_GPUS = vllm_gpus(RAG_RESOURCES, config["llm"]["engine"], "rag.generator.resources")
+
+
+localrules:
+    significance,
+
+
+# Scoring answers takes seconds, except BERTScore (a model over every answer): a job then.
+if not any("BERTScore" in t["measures"] for t in rag_targets().values()):
+    workflow.localrules("rag_score")
 
 
 rule rag_generate:
@@ -30,9 +40,7 @@ rule rag_generate:
         "../../envs/llm.yaml"
     threads: RAG_RESOURCES["cpus"]
     resources:
-        gpu=RAG_RESOURCES["gpu"],
-        mem_mb=RAG_RESOURCES["mem_mb"],
-        runtime=RAG_RESOURCES["runtime"],
+        **job_resources(RAG_RESOURCES, RAG_GPUS),
     params:
         runs=rag_runs(),
         target=rag_target_params,
@@ -60,7 +68,7 @@ rule rag_score:
         "../../envs/core.yaml"
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         measures=rag_answer_measures,
         top_k=rag_top_k,
@@ -82,7 +90,7 @@ rule significance:
         "../../envs/core.yaml"
     resources:
         mem_mb=8000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         baseline=SIGNIFICANCE_BASELINE,
         requested_baseline=RAG["baseline"],

@@ -6,6 +6,14 @@
 #   {EXP}/train/<run>/loss_curve.parquet     train: one row per optimiser step
 
 
+# Hub backbones are downloaded where Snakemake runs, once, before any training job.
+localrules:
+    prepare_encoder,
+
+
+TRAIN_GPUS = torchrun_gpus(TRAIN_RESOURCES, "training.resources")
+
+
 rule prepare_encoder:
     output:
         model=directory(f"{MODELS}/encoders/{{backbone}}"),
@@ -15,9 +23,6 @@ rule prepare_encoder:
         backbone=names_regex(BACKBONES),
     conda:
         "../../envs/train.yaml"
-    resources:
-        mem_mb=8000,
-        runtime=30,
     params:
         name=backbone_name,
     script:
@@ -37,7 +42,7 @@ rule build_trainset:
         "../../envs/train.yaml"
     resources:
         mem_mb=8000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         labels=trainset_params,
     script:
@@ -61,13 +66,11 @@ rule train:
         "../../envs/train.yaml"
     threads: TRAIN_RESOURCES["cpus"]
     resources:
-        gpu=TRAIN_RESOURCES["gpu"],
-        mem_mb=TRAIN_RESOURCES["mem_mb"],
-        runtime=TRAIN_RESOURCES["runtime"],
+        **job_resources(TRAIN_RESOURCES, TRAIN_GPUS),
     params:
         settings=train_params,
         # Processes (one per GPU): batch_size is per process, so this changes the result.
-        world_size=max(1, TRAIN_RESOURCES["gpu"]),
+        world_size=world_size(TRAIN_GPUS),
         code_version=TRAIN_CODE_VERSION,
     script:
         "../scripts/train.py"
