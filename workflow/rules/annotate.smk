@@ -32,7 +32,7 @@ rule annotate_shard:
     benchmark:
         f"{BENCH}/annotation/shard-{{shard}}.tsv"
     conda:
-        "../../envs/llm.yaml"
+        job_env("llm", ANNOTATION_GPUS)
     threads: config["annotation"]["resources"]["cpus"]
     resources:
         **job_resources(config["annotation"]["resources"], ANNOTATION_GPUS),

@@ -728,3 +728,8 @@ def hub_llms():
 
 def hub_repo_id(wildcards):
     return hub_llms()[wildcards.slug]
+
+
+def job_env(name, gpus):
+    """A rule's conda env: envs/<name>.yaml on CPU, envs/gpu.yaml for a job with GPUs."""
+    return f"../../envs/{'gpu' if gpus else name}.yaml"

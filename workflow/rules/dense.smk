@@ -23,7 +23,7 @@ rule encode_corpus:
         run=names_regex(dense_runs()),
         eshard="[0-9]+",
     conda:
-        "../../envs/train.yaml"
+        job_env("train", DENSE_GPUS)
     threads: DENSE_RESOURCES["cpus"]
     resources:
         **job_resources(DENSE_RESOURCES, DENSE_GPUS),
@@ -54,7 +54,7 @@ rule dense_search:
     group:
         "search"
     conda:
-        "../../envs/train.yaml"
+        job_env("train", DENSE_GPUS)
     threads: DENSE_RESOURCES["cpus"]
     resources:
         **job_resources(DENSE_RESOURCES, DENSE_GPUS),

@@ -37,7 +37,7 @@ rule rag_generate:
     benchmark:
         f"{BENCH}/rag_generate/{{dataset}}.{{split}}.tsv"
     conda:
-        "../../envs/llm.yaml"
+        job_env("llm", RAG_GPUS)
     threads: RAG_RESOURCES["cpus"]
     resources:
         **job_resources(RAG_RESOURCES, RAG_GPUS),

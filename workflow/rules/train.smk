@@ -63,7 +63,7 @@ rule train:
     wildcard_constraints:
         run=names_regex(RUN_SPECS),
     conda:
-        "../../envs/train.yaml"
+        job_env("train", TRAIN_GPUS)
     threads: TRAIN_RESOURCES["cpus"]
     resources:
         **job_resources(TRAIN_RESOURCES, TRAIN_GPUS),
