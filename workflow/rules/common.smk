@@ -148,6 +148,7 @@ def extra_metric_files():
 #   {EXP}/significance.parquet                             t-tests of every run vs the baseline
 #   {EXP}/report/*.html, *.png, {EXP}/summary.md            the paper's tables and figures
 
+import functools
 import sys
 from types import SimpleNamespace
 
@@ -356,6 +357,7 @@ def retrieval_files(kind):
     ]
 
 
+@functools.cache  # the report rules ask for it ~30 times while the DAG is built
 def run_settings():
     """Every training run's resolved settings, flat (what Table 6 and Figure 3 compare)."""
     return {

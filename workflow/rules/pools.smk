@@ -14,6 +14,8 @@ rule build_pools:
         shards=expand(f"{EXP}/pools/shard-{{shard}}.parquet", shard=pool_shards()),
     log:
         f"{LOGS}/build_pools.log",
+    benchmark:
+        f"{BENCH}/build_pools.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
