@@ -43,7 +43,11 @@ class Workflow:
         return path
 
     def run(
-        self, *args: str, config: str | None = None, check: bool = True
+        self,
+        *args: str,
+        config: str | None = None,
+        check: bool = True,
+        timeout: float | None = None,
     ) -> subprocess.CompletedProcess:
         cmd = [
             sys.executable,
@@ -60,7 +64,7 @@ class Workflow:
         if config:  # last: --configfile takes several values and would swallow targets
             cmd += ["--configfile", str(self.workdir / config)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"snakemake failed ({proc.returncode}):\n"

@@ -84,6 +84,7 @@ def slurm_run(slurm_cluster, tmp_path_factory, scifact_dir):
         METRICS,
         POOLS,
         config="config.yaml",
+        timeout=1800,  # a controller that cannot see its jobs finish would wait for ever
     )
     log = proc.stdout + proc.stderr
     (wf.workdir / "snakemake.log").write_text(log)
