@@ -120,3 +120,15 @@ def test_outputs_of_the_slurm_run(slurm_run):
     pools = pd.read_parquet(wf.workdir / POOLS)
     assert pools["query_id"].nunique() == 40
     assert (pools.groupby("query_id")["is_human_positive"].sum() >= 1).all()
+
+
+def test_gpu_jobs_are_scheduled_on_the_fake_gpus(slurm_cluster):
+    """The test cluster's GPUs are device files (start.sh): enough to schedule --gpus jobs."""
+    proc = subprocess.run(
+        ["srun", "--gpus=2", "--time=1", "printenv", "CUDA_VISIBLE_DEVICES"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0,1"
