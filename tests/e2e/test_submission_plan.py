@@ -29,7 +29,8 @@ GPU_RULES = {"annotate_shard", "rag_generate", "train", "encode_corpus", "dense_
 def submission_plan(
     workdir: Path, *extra: str, configfiles: tuple[Path, ...] = (PAPER,)
 ) -> dict[str, list[tuple[object, str]]]:
-    """{rule: [(job, sbatch line)]} for the GPU rules, as the SLURM executor would submit.
+    """{rule: [(job, sbatch line)]} for the GPU rules, as the SLURM executor would submit;
+    under the key ``"local"`` the jobs that run where Snakemake runs (no sbatch line).
 
     The set-up mirrors snakemake.cli.args_to_api and Workflow.execute up to the point where
     the executor gets the jobs: the workflow gets the SLURM plugin and its settings before
@@ -102,6 +103,8 @@ def submission_plan(
         dag = workflow.dag
         dag.update_groups()
         for job in dag.needrun_jobs():
+            if workflow.is_local(job.rule):
+                plan.setdefault("local", []).append((job, ""))
             if job.rule.name not in GPU_RULES:
                 continue
             submitted = dag.get_job_group(job) or job
@@ -144,8 +147,8 @@ def plan(tmp_path_factory):
 
 
 def test_every_gpu_rule_of_the_paper_config_is_planned(plan):
-    assert set(plan) == GPU_RULES
-    counts = {rule: len(jobs) for rule, jobs in plan.items()}
+    assert set(plan) == GPU_RULES | {"local"}
+    counts = {rule: len(jobs) for rule, jobs in plan.items() if rule != "local"}
     # 64 annotation shards; 36 trained runs (+ zero-shot) x 8 MS MARCO shards + 7 one-shard
     # corpora; every run searched on 10 targets (MS MARCO dev/DL19/DL20, 6 BEIR, NQ-oracle).
     assert counts == {
@@ -199,6 +202,30 @@ def test_encoding_and_search_use_one_gpu_each(plan, paper):
             assert int(opts["-t"]) == res["runtime"] + 30 * with_evaluation, line
     # Every run on the 9 evaluation targets; NQ-oracle (a RAG target only) is not evaluated.
     assert evaluated == 37 * len(paper["evaluation"]["targets"]) == 37 * 9
+
+
+def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
+    local = {job.rule.name for job, _ in plan["local"]}
+    assert local == {
+        "download_dataset",
+        "fetch_model",
+        "prepare_encoder",
+        "metrics_table",
+        "check_reproduction",
+        "significance",
+        "rag_score",
+        "report_tables",
+        "plot_utilrank_threshold",
+        "plot_human_ratio",
+        "all",
+    }
+    qwen = "resources/models/hub/Qwen--Qwen2.5-32B-Instruct-GPTQ-Int8"
+    fetched = {
+        str(f) for job, _ in plan["local"] if job.rule.name == "fetch_model" for f in job.output
+    }
+    assert fetched == {qwen}  # once, for 64 annotation jobs and the RAG job
+    for rule in ("annotate_shard", "rag_generate"):
+        assert all(qwen in map(str, job.input) for job, _ in plan[rule])
 
 
 def test_a_gpu_count_that_does_not_match_the_engine_is_refused(tmp_path):
