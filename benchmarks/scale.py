@@ -11,10 +11,11 @@ runs, one Snakemake job per stage: ingest_dataset (JSON lines -> Parquet shards)
 + 30 BM25 negatives per query). Wall time and peak RSS of each stage come from the jobs'
 ``benchmark:`` files (Snakemake measures the job's process tree).
 
-The printed projection to 8,841,823 passages / 491,007 queries fits time and memory of each
-stage as c * N^k through the two largest sizes (k is shown: 1 = linear) - a rough planning
-figure, not a measurement. Synthetic text is not MS MARCO's (vocabulary and posting lists
-differ), and figures taken on a loaded machine are pessimistic.
+The printed projection to 8,841,823 passages / 491,007 queries extrapolates each stage's time
+and memory from the two largest sizes, as fixed + linear cost and as c * N^k (see project) - a
+planning range, not a measurement. ``--results FILE`` keeps the figures of earlier runs, so
+the large size can be measured alone later. Synthetic text is not MS MARCO's (vocabulary and
+posting lists differ), and figures taken on a loaded machine are pessimistic.
 """
 
 from __future__ import annotations
@@ -125,38 +126,52 @@ def run_size(workdir: Path, passages: int, depth: int, cores: int) -> dict[str, 
 
 
 def project(results: dict[int, dict[str, dict]]) -> None:
-    """c * N^k through the two largest sizes, evaluated at MS MARCO's size."""
+    """Each stage's time and memory at MS MARCO's size, from the two largest sizes measured.
+
+    Two extrapolations: ``fixed + per-passage x N`` (what start-up costs plus linear growth
+    give; a lower bound for a stage that grows faster, such as BM25 search, where both the
+    queries and the postings per query grow with N) and ``c x N^k`` (k shown: 1 = linear).
+    """
     sizes = sorted(results)
     if len(sizes) < 2:
         return
     small, large = sizes[-2], sizes[-1]
     print(
         f"\nprojection to MS MARCO ({MSMARCO_PASSAGES:,} passages, "
-        f"{MSMARCO_TRAIN_QUERIES:,} training queries), fitted through {small:,} and {large:,}:"
+        f"{MSMARCO_TRAIN_QUERIES:,} training queries) from {small:,} and {large:,} passages:"
     )
     for stage in STAGES:
-        line = [f"  {stage:<15}"]
-        for key, unit in (("s", "s"), ("rss_mb", "MB")):
+        parts = []
+        for key, unit in (("s", "h"), ("rss_mb", "GB")):
             a, b = results[small][stage][key], results[large][stage][key]
+            slope = (b - a) / (large - small)
+            linear = b + slope * (MSMARCO_PASSAGES - large)
             k = math.log(b / a) / math.log(large / small) if a > 0 and b > 0 else 1.0
-            value = b * (MSMARCO_PASSAGES / large) ** k
-            shown = (
-                f"{value / 3600:.1f} h" if unit == "s" and value > 3600 else f"{value:,.0f} {unit}"
-            )
-            line.append(f"{'time' if unit == 's' else 'peak RSS'} {shown} (k={k:.2f})")
-        print("  ".join(line))
+            power = b * (MSMARCO_PASSAGES / large) ** k
+            scale = 3600 if unit == "h" else 1024
+            low, high = sorted((linear / scale, power / scale))
+            name = "time" if unit == "h" else "peak RSS"
+            parts.append(f"{name} {low:.1f}-{high:.1f} {unit} (k={k:.2f})")
+        print(f"  {stage:<15} " + "   ".join(parts))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--depth", type=int, default=100, help="BM25 depth of the pool search")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--results", type=Path, help="JSON file of earlier sizes' figures to add to (and update)"
+    )
     args = parser.parse_args()
     results = {}
+    if args.results and args.results.exists():
+        results = {int(k): v for k, v in json.loads(args.results.read_text()).items()}
     for passages in args.sizes:
         with tempfile.TemporaryDirectory(prefix=f"scale-{passages}-") as tmp:
             results[passages] = run_size(Path(tmp), passages, args.depth, args.cores)
+        if args.results:
+            args.results.write_text(json.dumps(results, indent=1))
     project(results)
 
 
