@@ -34,7 +34,7 @@ class ModelUnavailableError(RuntimeError):
     """A hub model that could not be downloaded (offline, gated, unknown)."""
 
 
-def fetch_model(repo_id: str, dest: str | Path, revision: str | None = None) -> Path:
+def fetch_model(repo_id: str, dest: str | Path) -> Path:
     """Download ``repo_id`` into ``dest`` (a plain directory ``from_pretrained`` loads).
 
     Written to a temporary sibling and renamed, so an interrupted download never leaves a
@@ -56,7 +56,7 @@ def fetch_model(repo_id: str, dest: str | Path, revision: str | None = None) -> 
         f"or copy its files (config.json, tokenizer, weights) into {out}"
     )
     try:
-        snapshot_download(repo_id, revision=revision, local_dir=tmp)
+        snapshot_download(repo_id, local_dir=tmp)
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         why = (
