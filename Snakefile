@@ -2,6 +2,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from utilann.deploy import export_workflow_dir
+
 min_version("9.0")
 
 
@@ -10,6 +12,8 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 validate(config, "config/schema.yaml")
+# The post-deploy scripts of envs/*.yaml install the workflow's library from here.
+export_workflow_dir(workflow.basedir)
 
 
 include: "workflow/rules/common.smk"

@@ -64,10 +64,16 @@ class Workflow:
         return cmd
 
     def run(
-        self, *args: str, config: str | None = None, check: bool = True
+        self,
+        *args: str,
+        config: str | None = None,
+        check: bool = True,
+        timeout: float | None = None,
     ) -> subprocess.CompletedProcess:
         cmd = self.command(*args, config=config)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=WORKFLOW_ENV)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=WORKFLOW_ENV, timeout=timeout
+        )
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"snakemake failed ({proc.returncode}):\n"

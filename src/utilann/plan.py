@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from utilann.hub import hub_slug, is_hub_id
 from utilann.report.registry import ReportSettings
 from utilann.train.spec import RunSpec
 
@@ -153,8 +154,23 @@ def packaged_llm(config: Config, name: str) -> Mapping[str, Any] | None:
 
 
 def llm_model_path(config: Config, name: str) -> str:
-    """Where the engine loads model ``name`` from (rule prepare_llm's directory if packaged)."""
-    return f"{config['paths']['models']}/{name}" if packaged_llm(config, name) else name
+    """Where the engine loads model ``name`` from: rule prepare_llm's directory if packaged,
+    rule fetch_model's copy if a hub id, else the local path as given."""
+    models = config["paths"]["models"]
+    if packaged_llm(config, name):
+        return f"{models}/{name}"
+    return f"{models}/hub/{hub_slug(name)}" if is_hub_id(name) else name
+
+
+def llm_model_made(config: Config, name: str) -> bool:
+    """Whether the workflow makes model ``name``'s directory (packaged or fetched from a hub)."""
+    return packaged_llm(config, name) or is_hub_id(name)
+
+
+def hub_llms(config: Config) -> dict[str, str]:
+    """{directory name: hub id} of the LLMs rule fetch_model downloads (annotator, generator)."""
+    names = [config["llm"]["model"], config["rag"]["generator"]["model"]]
+    return {hub_slug(n): n for n in names if n and is_hub_id(n) and not packaged_llm(config, n)}
 
 
 def rag_generator(config: Config) -> dict[str, Any]:

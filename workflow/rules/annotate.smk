@@ -14,6 +14,10 @@
 # protected(): a params change (e.g. a new prompt version) must be able to rerun the job, and
 # the expensive part - the generations - survives in the cache anyway.
 
+ANNOTATION_GPUS = vllm_gpus(
+    config["annotation"]["resources"], config["llm"]["engine"], "annotation.resources"
+)
+
 
 rule annotate_shard:
     input:
@@ -28,12 +32,10 @@ rule annotate_shard:
     benchmark:
         f"{BENCH}/annotation/shard-{{shard}}.tsv"
     conda:
-        "../../envs/llm.yaml"
+        job_env("llm", ANNOTATION_GPUS)
     threads: config["annotation"]["resources"]["cpus"]
     resources:
-        gpu=config["annotation"]["resources"]["gpu"],
-        mem_mb=config["annotation"]["resources"]["mem_mb"],
-        runtime=config["annotation"]["resources"]["runtime"],
+        **job_resources(config["annotation"]["resources"], ANNOTATION_GPUS),
     params:
         model=config["llm"]["model"],
         engine=config["llm"]["engine"],
@@ -66,7 +68,7 @@ rule merge_annotation:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=retry_runtime(30),
     script:
         "../scripts/annotate.py"
 
@@ -89,7 +91,7 @@ rule annotation_report:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         thresholds=config["annotation"]["utilrank_thresholds"],
     script:

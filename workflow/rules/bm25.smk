@@ -17,7 +17,7 @@ rule bm25_index:
     threads: BM25["threads"]
     resources:
         mem_mb=8000,
-        runtime=240,
+        runtime=retry_runtime(240),
     params:
         variant=BM25["variant"],
     script:
@@ -36,12 +36,14 @@ rule bm25_search:
         f"{LOGS}/bm25_search/{{dataset}}.{{split}}.log",
     benchmark:
         f"{BENCH}/bm25_search/{{dataset}}.{{split}}.tsv"
+    group:
+        "search"
     conda:
         "../../envs/core.yaml"
     threads: BM25["threads"]
     resources:
         mem_mb=8000,
-        runtime=240,
+        runtime=retry_runtime(240),
     params:
         variant=BM25["variant"],
         k1=BM25["k1"],

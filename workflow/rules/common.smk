@@ -36,6 +36,14 @@ from utilann.report import (
     tables_for,
     utilrank_settings,
 )
+from utilann.cluster import (
+    job_resources,
+    retry_runtime,
+    single_gpu,
+    torchrun_gpus,
+    vllm_gpus,
+    world_size,
+)
 from utilann.train.backbones import backbone_slug
 from utilann.train.spec import resolve_runs, zeroshot_spec
 
@@ -75,6 +83,7 @@ RAG_TARGETS = plan.rag_targets(config)
 RAG_RUNS = plan.rag_runs(config)
 plan.check_rag_measures(config)
 RAG_GENERATOR = plan.rag_generator(config)
+HUB_LLMS = plan.hub_llms(config)
 # Answers are cached by content (model, sampling, conversation) in the LLM store of the
 # annotation stage, one file per generation job: shared by experiments, never deleted on failure.
 RAG_CACHE = config["annotation"]["cache_dir"]
@@ -157,10 +166,15 @@ def primary_metric_files(runs):
     ]
 
 
+def job_env(name, gpus):
+    """A rule's conda env: envs/<name>.yaml on CPU, envs/gpu.yaml for a job with GPUs."""
+    return f"../../envs/{'gpu' if gpus else name}.yaml"
+
+
 def llm_model_input(name):
     """Snakemake input for model `name`: the prepared directory, if the workflow makes it."""
     return (
-        [plan.llm_model_path(config, name)] if plan.packaged_llm(config, name) else []
+        [plan.llm_model_path(config, name)] if plan.llm_model_made(config, name) else []
     )
 
 
@@ -362,11 +376,22 @@ def get_encode_shard(wildcards):
     return int(wildcards.eshard)
 
 
+def get_encode_shards(wildcards):
+    """Encoding jobs for a dataset: dense.encode_shards_by_dataset, else dense.encode_shards."""
+    return DENSE["encode_shards_by_dataset"].get(
+        wildcards.dataset, DENSE["encode_shards"]
+    )
+
+
 def get_corpus_embeddings(wildcards):
     return expand(
         f"{EXP}/dense/{wildcards.run}/{wildcards.dataset}/emb-{{eshard}}.parquet",
-        eshard=range(DENSE["encode_shards"]),
+        eshard=range(get_encode_shards(wildcards)),
     )
+
+
+def get_hub_repo_id(wildcards):
+    return HUB_LLMS[wildcards.slug]
 
 
 def get_rag_target(wildcards):

@@ -3,6 +3,11 @@
 # A dataset folder a user placed in paths.datasets is a plain input: no rule owns it, so
 # Snakemake can never delete or overwrite it. Only a missing folder is downloaded; the
 # download leaves a flag file beside the folder, which is then the input of ingestion.
+# Downloads run where Snakemake runs (compute nodes of a cluster often have no internet).
+
+
+localrules:
+    download_dataset,
 
 
 rule download_dataset:
@@ -12,8 +17,6 @@ rule download_dataset:
         "results/logs/datasets/{dataset}.download.log",
     conda:
         "../../envs/core.yaml"
-    resources:
-        runtime=240,
     params:
         source=get_dataset_source,
     script:
@@ -37,7 +40,7 @@ rule ingest_dataset:
         "../../envs/core.yaml"
     resources:
         mem_mb=16000,
-        runtime=120,
+        runtime=retry_runtime(120),
     params:
         source_dir=get_raw_dataset_dir,
         format=get_ingest_format,

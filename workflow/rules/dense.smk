@@ -1,8 +1,10 @@
 # Rules of the dense stage: encode corpus shards in parallel, then exact faiss search
 # (src/utilann/dense.py). Runs: `zeroshot` (the bare backbone) and every `training.runs` name.
 #
-#   {EXP}/dense/<run>/<dataset>/emb-<i>.parquet     encode_corpus, i < dense.encode_shards
+#   {EXP}/dense/<run>/<dataset>/emb-<i>.parquet     encode_corpus, i < encode_shards (dense.*)
 #   {EXP}/runs/<run>/<dataset>.<split>.{parquet,trec}   dense_search (scored by evaluate.smk)
+
+DENSE_GPUS = single_gpu(DENSE_RESOURCES, "dense.resources")
 
 
 rule encode_corpus:
@@ -21,16 +23,14 @@ rule encode_corpus:
         run=names_regex(DENSE_RUNS),
         eshard="[0-9]+",
     conda:
-        "../../envs/train.yaml"
+        job_env("train", DENSE_GPUS)
     threads: DENSE_RESOURCES["cpus"]
     resources:
-        gpu=DENSE_RESOURCES["gpu"],
-        mem_mb=DENSE_RESOURCES["mem_mb"],
-        runtime=DENSE_RESOURCES["runtime"],
+        **job_resources(DENSE_RESOURCES, DENSE_GPUS),
     params:
         encoding=get_passage_encoding,
         shard=get_encode_shard,
-        shards=DENSE["encode_shards"],
+        shards=get_encode_shards,
         code_version=DENSE_CODE_VERSION,
     script:
         "../scripts/encode_corpus.py"
@@ -51,13 +51,13 @@ rule dense_search:
         f"{BENCH}/dense_search/{{run}}.{{dataset}}.{{split}}.tsv"
     wildcard_constraints:
         run=names_regex(DENSE_RUNS),
+    group:
+        "search"
     conda:
-        "../../envs/train.yaml"
+        job_env("train", DENSE_GPUS)
     threads: DENSE_RESOURCES["cpus"]
     resources:
-        gpu=DENSE_RESOURCES["gpu"],
-        mem_mb=DENSE_RESOURCES["mem_mb"],
-        runtime=DENSE_RESOURCES["runtime"],
+        **job_resources(DENSE_RESOURCES, DENSE_GPUS),
     params:
         encoding=get_query_encoding,
         depth=DENSE["depth"],

@@ -1,6 +1,15 @@
 # Evaluation of every run: retrieval measures (ir_measures), the experiment's metrics table,
 # its reproduction check, and paired t-tests of every run against the baseline over the
 # retrieval and RAG per-query values (config evaluation.significance).
+#
+# On a cluster an evaluation runs in the same job as the search that made its run (group
+# "search": one job instead of two, runtimes added); the tables run where Snakemake runs.
+
+
+localrules:
+    metrics_table,
+    check_reproduction,
+    significance,
 
 
 rule evaluate_run:
@@ -12,11 +21,13 @@ rule evaluate_run:
         metrics=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.metrics.parquet",
     log:
         f"{LOGS}/evaluate/{{run}}.{{dataset}}.{{split}}.log",
+    group:
+        "search"
     conda:
         "../../envs/core.yaml"
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         measures=get_measures,
     script:
@@ -63,7 +74,7 @@ rule significance:
         "../../envs/core.yaml"
     resources:
         mem_mb=8000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         baseline=SIGNIFICANCE_BASELINE,
         requested_baseline=SIGNIFICANCE["baseline"],

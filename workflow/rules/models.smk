@@ -16,8 +16,30 @@ rule prepare_llm:
     threads: 2
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         spec=get_prepare_llm_spec,
     script:
         "../scripts/prepare_llm.py"
+
+
+# Hub LLMs (llm.model, rag.generator.model given as owner/name) are downloaded once, where
+# Snakemake runs, into paths.models/hub/<owner>--<name>: the GPU jobs load that copy instead of
+# each fetching tens of GB on its compute node (which often has no internet).
+localrules:
+    fetch_model,
+
+
+rule fetch_model:
+    output:
+        model=directory(f"{MODELS}/hub/{{slug}}"),
+    log:
+        "results/logs/models/fetch_model.{slug}.log",
+    wildcard_constraints:
+        slug=names_regex(HUB_LLMS),
+    conda:
+        "../../envs/core.yaml"
+    params:
+        repo_id=get_hub_repo_id,
+    script:
+        "../scripts/fetch_model.py"

@@ -14,11 +14,13 @@ rule build_pools:
         shards=pool_files(),
     log:
         f"{LOGS}/build_pools.log",
+    benchmark:
+        f"{BENCH}/build_pools.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
         mem_mb=16000,
-        runtime=60,
+        runtime=retry_runtime(60),
     params:
         split=TRAIN_SPLIT,
         source=POOLS["source"],

@@ -11,6 +11,16 @@
 # unless rag.generator.model names another one.
 
 RAG_RESOURCES = RAG["generator"]["resources"]
+RAG_GPUS = vllm_gpus(RAG_RESOURCES, config["llm"]["engine"], "rag.generator.resources")
+
+
+localrules:
+    significance,
+
+
+# Scoring answers takes seconds, except BERTScore (a model over every answer): a job then.
+if not any("BERTScore" in t["measures"] for t in RAG_TARGETS.values()):
+    workflow.localrules("rag_score")
 
 
 rule rag_generate:
@@ -24,12 +34,10 @@ rule rag_generate:
     benchmark:
         f"{BENCH}/rag_generate/{{dataset}}.{{split}}.tsv"
     conda:
-        "../../envs/llm.yaml"
+        job_env("llm", RAG_GPUS)
     threads: RAG_RESOURCES["cpus"]
     resources:
-        gpu=RAG_RESOURCES["gpu"],
-        mem_mb=RAG_RESOURCES["mem_mb"],
-        runtime=RAG_RESOURCES["runtime"],
+        **job_resources(RAG_RESOURCES, RAG_GPUS),
     params:
         runs=RAG_RUNS,
         target=get_rag_target_params,
@@ -57,7 +65,7 @@ rule rag_score:
         "../../envs/core.yaml"
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         measures=get_rag_answer_measures,
         top_k=get_rag_top_k,

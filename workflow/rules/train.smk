@@ -8,6 +8,14 @@
 #                                            once the run's checkpoint is written)
 
 
+# Hub backbones are downloaded where Snakemake runs, once, before any training job.
+localrules:
+    prepare_encoder,
+
+
+TRAIN_GPUS = torchrun_gpus(TRAIN_RESOURCES, "training.resources")
+
+
 rule prepare_encoder:
     output:
         model=directory(f"{MODELS}/encoders/{{backbone}}"),
@@ -17,9 +25,6 @@ rule prepare_encoder:
         backbone=names_regex(BACKBONES),
     conda:
         "../../envs/train.yaml"
-    resources:
-        mem_mb=8000,
-        runtime=30,
     params:
         name=get_backbone_name,
     script:
@@ -39,7 +44,7 @@ rule build_trainset:
         "../../envs/train.yaml"
     resources:
         mem_mb=8000,
-        runtime=30,
+        runtime=retry_runtime(30),
     params:
         labels=get_trainset_params,
     script:
@@ -60,12 +65,10 @@ rule train:
     wildcard_constraints:
         run=names_regex(RUN_SPECS),
     conda:
-        "../../envs/train.yaml"
+        job_env("train", TRAIN_GPUS)
     threads: TRAIN_RESOURCES["cpus"]
     resources:
-        gpu=TRAIN_RESOURCES["gpu"],
-        mem_mb=TRAIN_RESOURCES["mem_mb"],
-        runtime=TRAIN_RESOURCES["runtime"],
+        **job_resources(TRAIN_RESOURCES, TRAIN_GPUS),
         # How often a job saves resume state is about where it runs (its time limit), not
         # about the result (a resumed run ends with the same weights): a resource, not a
         # param, so changing it never retrains a finished run.
@@ -75,7 +78,7 @@ rule train:
         settings=get_train_params,
         resume_dir=get_train_resume_dir,
         # Processes (one per GPU): batch_size is per process, so this changes the result.
-        world_size=max(1, TRAIN_RESOURCES["gpu"]),
+        world_size=world_size(TRAIN_GPUS),
         code_version=TRAIN_CODE_VERSION,
     script:
         "../scripts/train.py"

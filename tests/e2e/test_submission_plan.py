@@ -1,0 +1,235 @@
+"""What `snakemake --profile slurm` would submit for the paper config, GPU job by GPU job.
+
+The DAG of config/experiments/msmarco-paper.yaml is built with the profile (parsed by
+Snakemake's own CLI), and every GPU job's sbatch line is made by snakemake-executor-plugin-
+slurm's own code (get_submit_command, set_gres_string, partition choice from the example
+partition file): nothing is submitted, no SLURM is needed. Each line is checked against the
+settings of what the job starts: vLLM over tensor_parallel_size GPUs, torchrun with one rank
+per GPU, one GPU per encoding/search job, a CPU per worker, memory and time from the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+PAPER = REPO / "config" / "experiments" / "msmarco-paper.yaml"
+PARTITIONS = REPO / "profiles" / "slurm" / "partitions.example.yaml"
+GPU_RULES = {"annotate_shard", "rag_generate", "train", "encode_corpus", "dense_search"}
+
+
+def submission_plan(
+    workdir: Path, *extra: str, configfiles: tuple[Path, ...] = (PAPER,)
+) -> dict[str, list[tuple[object, str]]]:
+    """{rule: [(job, sbatch line)]} for the GPU rules, as the SLURM executor would submit;
+    under the key ``"local"`` the jobs that run where Snakemake runs (no sbatch line).
+
+    The set-up mirrors snakemake.cli.args_to_api and Workflow.execute up to the point where
+    the executor gets the jobs: the workflow gets the SLURM plugin and its settings before
+    the DAG is built, so that groups form as they do on a cluster.
+    """
+    from snakemake.api import SnakemakeApi
+    from snakemake.cli import parse_args
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        ExecutionSettings,
+        OutputSettings,
+        Quietness,
+        ResourceSettings,
+    )
+    from snakemake_executor_plugin_slurm import Executor
+    from snakemake_executor_plugin_slurm.partitions import read_partition_file
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+    argv = [
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--slurm-partition-config",
+        str(PARTITIONS),
+        *extra,
+        "--configfile",
+        *map(str, configfiles),
+    ]
+    _, args = parse_args(argv)
+    plugin = ExecutorPluginRegistry().get_plugin(args.executor)
+    settings = plugin.get_settings(args)
+    # The executor's partition choice with its own state: the partition file, no sinfo.
+    executor = SimpleNamespace(
+        _partitions=read_partition_file(settings.partition_config),
+        _fallback_partition="",
+        logger=logging.getLogger("submission_plan"),
+    )
+    plan: dict[str, list[tuple[object, str]]] = {}
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(
+                cores=args.cores,
+                nodes=args.jobs,
+                local_cores=args.local_cores,
+                max_threads=args.max_threads,
+                resources=args.resources,
+                overwrite_threads=args.set_threads,
+                overwrite_resources=args.set_resources,
+                default_resources=args.default_resources,
+            ),
+            config_settings=ConfigSettings(configfiles=args.configfile),
+            snakefile=args.snakefile,
+            workdir=args.directory,
+        )
+        workflow_api.dag(DAGSettings())
+        workflow = workflow_api._workflow
+        workflow._executor_plugin = plugin
+        workflow.executor_settings = settings
+        workflow.execution_settings = ExecutionSettings()
+        workflow._prepare_dag(
+            forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True
+        )
+        workflow._build_dag()
+        dag = workflow.dag
+        dag.update_groups()
+        for job in dag.needrun_jobs():
+            if workflow.is_local(job.rule):
+                plan.setdefault("local", []).append((job, ""))
+            if job.rule.name not in GPU_RULES:
+                continue
+            submitted = dag.get_job_group(job) or job
+            params = {
+                "run_uuid": "RUN",
+                "slurm_logfile": "slurm.log",
+                "comment_str": f"rule_{submitted.name}",
+                "account": "",
+                "partition": Executor.get_partition_arg(executor, submitted),
+                "workdir": str(workdir),
+            }
+            line = get_submit_command(submitted, params, settings=settings)
+            plan.setdefault(job.rule.name, []).append((job, line + set_gres_string(submitted)))
+    return plan
+
+
+def sbatch_options(line: str) -> dict[str, str]:
+    """The options of an sbatch line: --gpus, --cpus-per-task, --mem, -t, -p, -C."""
+    words = shlex.split(line)
+    options = {}
+    for i, word in enumerate(words):
+        if word.startswith("--") and "=" in word:
+            key, value = word.split("=", 1)
+            options[key] = value
+        elif word in ("--mem", "-t", "-p", "-C"):
+            options[word] = words[i + 1]
+    return options
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return yaml.safe_load(PAPER.read_text())
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    return submission_plan(
+        tmp_path_factory.mktemp("plan"), "--set-resources", "annotate_shard:gpu_model=a100"
+    )
+
+
+def test_every_gpu_rule_of_the_paper_config_is_planned(plan):
+    assert set(plan) == GPU_RULES | {"local"}
+    counts = {rule: len(jobs) for rule, jobs in plan.items() if rule != "local"}
+    # 64 annotation shards; 36 trained runs (+ zero-shot) x 8 MS MARCO shards + 7 one-shard
+    # corpora; every run searched on 10 targets (MS MARCO dev/DL19/DL20, 6 BEIR, NQ-oracle).
+    assert counts == {
+        "annotate_shard": 64,
+        "rag_generate": 1,
+        "train": 36,
+        "encode_corpus": 37 * (8 + 7),
+        "dense_search": 37 * 10,
+    }
+
+
+def test_vllm_jobs_get_tensor_parallel_gpus_and_a_cpu_per_worker(plan, paper):
+    tp = paper["llm"]["engine"]["tensor_parallel_size"]
+    for rule, where in (
+        ("annotate_shard", paper["annotation"]["resources"]),
+        ("rag_generate", paper["rag"]["generator"]["resources"]),
+    ):
+        for _, line in plan[rule]:
+            opts = sbatch_options(line)
+            gpus = opts["--gpus"].split(":")[-1]  # a100:8 where a GPU model is set
+            assert int(gpus) == tp == where["gpu"], line
+            assert int(opts["--cpus-per-task"]) == where["cpus"] >= tp, line
+            assert int(opts["--mem"]) == where["mem_mb"], line
+            assert int(opts["-t"]) == where["runtime"], line
+            assert opts["-p"] == "gpu", line
+            assert "--ntasks" not in line  # one task: vLLM starts its own workers
+    assert all(sbatch_options(line)["--gpus"] == "a100:8" for _, line in plan["annotate_shard"])
+
+
+def test_training_jobs_run_one_torchrun_rank_per_gpu(plan, paper):
+    res = paper["training"]["resources"]
+    for job, line in plan["train"]:
+        opts = sbatch_options(line)
+        assert int(opts["--gpus"]) == res["gpu"] == job.params.world_size, line
+        assert int(opts["--cpus-per-task"]) == res["cpus"] >= job.params.world_size
+        assert (int(opts["--mem"]), int(opts["-t"])) == (res["mem_mb"], res["runtime"])
+        assert opts["-p"] == "gpu"
+
+
+def test_encoding_and_search_use_one_gpu_each(plan, paper):
+    res = paper["dense"]["resources"]
+    evaluated = 0
+    for rule in ("encode_corpus", "dense_search"):
+        for _, line in plan[rule]:
+            opts = sbatch_options(line)
+            assert (int(opts["--gpus"]), int(opts["--cpus-per-task"])) == (1, res["cpus"])
+            assert int(opts["--mem"]) == res["mem_mb"] and opts["-p"] == "gpu"
+            # A search runs its evaluation in the same job (group "search"): runtimes add up.
+            with_evaluation = "--comment rule_search_dense_search_evaluate_run " in line
+            evaluated += with_evaluation
+            assert int(opts["-t"]) == res["runtime"] + 30 * with_evaluation, line
+    # Every run on the 9 evaluation targets; NQ-oracle (a RAG target only) is not evaluated.
+    assert evaluated == 37 * len(paper["evaluation"]["targets"]) == 37 * 9
+
+
+def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
+    local = {job.rule.name for job, _ in plan["local"]}
+    assert local == {
+        "download_dataset",
+        "fetch_model",
+        "prepare_encoder",
+        "metrics_table",
+        "check_reproduction",
+        "significance",
+        "rag_score",
+        "report_tables",
+        "plot_utilrank_threshold",
+        "plot_human_ratio",
+        "all",
+    }
+    qwen = "resources/models/hub/Qwen--Qwen2.5-32B-Instruct-GPTQ-Int8"
+    fetched = {
+        str(f) for job, _ in plan["local"] if job.rule.name == "fetch_model" for f in job.output
+    }
+    assert fetched == {qwen}  # once, for 64 annotation jobs and the RAG job
+    for rule in ("annotate_shard", "rag_generate"):
+        assert all(qwen in map(str, job.input) for job, _ in plan[rule])
+
+
+def test_a_gpu_count_that_does_not_match_the_engine_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"annotation": {"resources": {"gpu": 4}}}))
+    with pytest.raises(Exception, match="annotation.resources.gpu is 4 but llm.engine has"):
+        submission_plan(tmp_path / "wd", configfiles=(PAPER, bad))
