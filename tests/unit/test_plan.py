@@ -95,7 +95,12 @@ def test_generator_is_the_annotation_llm_unless_named():
     assert generator["engine"]["dtype"] == "bfloat16" and generator["engine"]["swap_space"] == 4
     assert "max_model_len" not in generator["engine"]  # null engine settings are left out
     named = plan.rag_generator(config(rag={"generator": {"model": "meta-llama/Llama-3.1-8B"}}))
-    assert named["model"] == named["path"] == "meta-llama/Llama-3.1-8B"  # hub id: as is
+    assert named["model"] == "meta-llama/Llama-3.1-8B"
+    # a hub id loads from the copy rule fetch_model makes, once, before any GPU job
+    assert named["path"] == "resources/models/hub/meta-llama--Llama-3.1-8B"
+    assert plan.hub_llms(config(rag={"generator": {"model": "meta-llama/Llama-3.1-8B"}})) == {
+        "meta-llama--Llama-3.1-8B": "meta-llama/Llama-3.1-8B"
+    }
 
 
 def test_target_max_tokens_overrides_the_generator_sampling():
