@@ -20,13 +20,8 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from utilann.train.model import (
-    BiEncoder,
-    BiEncoderConfig,
-    format_passage,
-    load_tokenizer,
-    tokenize,
-)
+from utilann.passages import format_passage
+from utilann.train.model import BiEncoder, BiEncoderConfig, load_tokenizer, tokenize
 
 log = logging.getLogger(__name__)
 # faiss's loader logs each SIMD build it cannot load (a ModuleNotFoundError traceback per

@@ -154,9 +154,9 @@ from types import SimpleNamespace
 RAG = config["rag"]
 # Snakemake does not track library code: bump when a change of algorithm must regenerate.
 RAG_CODE_VERSION = 1
-# Answers are cached by content (model, sampling, conversation) in the LLM store of the
-# annotation stage, one file per generation job: shared by experiments, never deleted on failure.
-RAG_CACHE = config["annotation"]["cache_dir"]
+# Answers are cached by content in the one LLM store (llm.cache_dir), one file per generation
+# job: shared by steps and experiments, never deleted on failure.
+RAG_CACHE = config["llm"]["cache_dir"]
 REPORT = f"{EXP}/report"
 
 
@@ -262,10 +262,10 @@ def rag_generate_inputs(wildcards):
 
 def rag_target_params(wildcards):
     """Passages per prompt and the prompt template (id and hash: a new wording reruns)."""
-    from utilann.rag.prompts import load_template
+    from utilann.llm.templates import load_template_id
 
     target = rag_target(wildcards)
-    template = load_template(target["prompt"])
+    template = load_template_id(target["prompt"])
     return {
         "top_k": target["top_k"],
         "prompt": template.id,
@@ -557,8 +557,8 @@ def prepare_llm_spec(wildcards):
 # --- annotation (annotate.smk) ---
 
 from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
-from utilann.annotate.cascade import cascade_steps
-from utilann.annotate.prompts import load_templates
+from utilann.annotate.steps import cascade_steps
+from utilann.llm.templates import load_templates
 
 ANN = f"{EXP}/annotation"
 
@@ -574,7 +574,7 @@ def annotation_prompts():
     """
     selected = config["annotation"]["prompts"]
     steps = cascade_steps(config["annotation"]["strategies"])
-    templates = load_templates(selected["version"], selected["dir"], steps)
+    templates = load_templates(steps, selected["version"], selected["dir"])
     return {**selected, "sha256": {step: t.sha256 for step, t in templates.items()}}
 
 
