@@ -2,6 +2,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from utilann.config import migrate_deprecated
+
 min_version("9.0")
 
 
@@ -9,6 +11,8 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
+# Renamed keys (e.g. annotation.cache_dir -> llm.cache_dir) still work, with a warning.
+migrate_deprecated(config)
 validate(config, "config/schema.yaml")
 
 

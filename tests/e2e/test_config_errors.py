@@ -36,3 +36,10 @@ def test_bad_corpus_fails_the_job_and_writes_nothing(workflow, scifact_dir):
     assert not (workflow.workdir / "results/datasets/scifact").exists() or not any(
         (workflow.workdir / "results/datasets/scifact").iterdir()
     )
+
+
+def test_deprecated_key_still_works_with_a_warning(workflow):
+    workflow.write_config("old.yaml", {"annotation": {"cache_dir": "results/cache/old-llm"}})
+    proc = workflow.run("-n", config="old.yaml")
+    assert "config key annotation.cache_dir is deprecated: use llm.cache_dir" in proc.stderr
+    assert proc.stderr.count("annotation.cache_dir is deprecated") == 1
