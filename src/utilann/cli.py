@@ -4,6 +4,8 @@
 ``utilann inspect schema PATH``     a Parquet file's columns and its utilann metadata
 ``utilann inspect query QID``       one query end to end: pool, LLM labels and raw outputs,
                                     ranks under every run, RAG answers, per-query metrics
+``utilann compare REF NEW``         labels, training sets and metrics of two result directories
+                                    of one experiment, as tables with a tolerance
 
 Every view works with whatever subset of the artifacts exists and says what is missing, so it
 is as useful after the first stage as after the whole DAG. Paths follow
@@ -326,6 +328,17 @@ def cmd_query(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from .regression import compare_results
+
+    differences = compare_results(args.reference, args.results, atol=args.atol, rtol=0.0)
+    for difference in differences:
+        console.print(f"[red]differs[/red] {difference}", soft_wrap=True)
+    if not differences:
+        console.print(f"labels, training sets and metrics of {args.results} match {args.reference}")
+    return 1 if differences else 0
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -361,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="truncate long text cells to this many characters; 0 = no limit",
     )
     query.set_defaults(func=cmd_query)
+
+    compare = commands.add_parser(
+        "compare", help="an experiment's results against a reference run (exit 1 if they differ)"
+    )
+    compare.add_argument("reference", help="reference results/<experiment> directory")
+    compare.add_argument("results", help="results/<experiment> directory to check")
+    compare.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance of numbers")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 
