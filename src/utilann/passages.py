@@ -7,10 +7,9 @@ Every consumer uses :func:`format_passage`: the annotation prompts, the RAG prom
   else touched: the RAG prompts show the passage as the corpus has it (the authors' RAG code
   passes the text through), and the encoder's tokenizer sees the same characters at training
   and search time;
-* with ``max_words`` it is cut to that many whitespace tokens, re-joined by single spaces:
-  the authors' annotation code (``" ".join(text.split()[:300])``, paper 3.3) - so runs of
-  spaces, newlines and non-breaking spaces become one space, as they always did in the
-  annotation prompts.
+* with ``max_words`` it is cut to that many whitespace tokens (the authors' annotation code
+  truncates to 300), re-joined by single spaces - so runs of spaces, newlines and
+  non-breaking spaces become one space, as they always did in the annotation prompts.
 """
 
 from __future__ import annotations
