@@ -30,7 +30,7 @@ class EchoBackend:
         ]
 
 
-def request(text: str, template: str = "t.v1", sampling=SAMPLING) -> Request:
+def request(text: str, template: str = "t@0", sampling=SAMPLING) -> Request:
     return Request(template, [{"role": "user", "content": text}], sampling)
 
 
@@ -66,7 +66,7 @@ def test_outcomes_in_input_order_with_repeats_generated_once(tmp_path):
 def test_template_and_sampling_are_part_of_the_request(tmp_path):
     backend = EchoBackend()
     gen, _ = generator(tmp_path, backend, chunk_size=10)
-    gen.generate([request("a"), request("a", template="t.v2"), request("a", sampling={})])
+    gen.generate([request("a"), request("a", template="t@1"), request("a", sampling={})])
     assert backend.calls == [["a", "a", "a"]]
 
 

@@ -26,7 +26,7 @@ IDENTITY = ModelIdentity(
 )
 
 
-def key(identity=IDENTITY, template="relsel.v1", sampling=SAMPLING, messages=MESSAGES):
+def key(identity=IDENTITY, template="relsel@aa", sampling=SAMPLING, messages=MESSAGES):
     return request_key(identity, template, sampling, messages)
 
 
@@ -51,8 +51,8 @@ def test_numbers_compare_as_floats_and_none_is_unset():
         {"identity": replace(IDENTITY, tensor_parallel_size=2)},
         {"identity": replace(IDENTITY, quantization="gptq")},
         {"identity": replace(IDENTITY, chat_template_kwargs={"enable_thinking": False})},
-        {"template": "relsel.v2"},
-        {"template": "utilsel.v1"},
+        {"template": "relsel@ab"},
+        {"template": "utilsel@aa"},
         {"sampling": {**SAMPLING, "max_tokens": 9}},
         {"sampling": {**SAMPLING, "top_p": 0.9}},
         {"messages": [{"role": "user", "content": "[1] passage!"}]},

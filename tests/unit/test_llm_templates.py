@@ -3,6 +3,7 @@ before the llm/ package rendered; passage text (injected instructions, braces) s
 its own turn; malformed files are rejected with the file and the reason."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from utilann.llm.templates import (
     parse_template,
 )
 
+PACKAGED = Path(__file__).parents[2] / "src" / "utilann" / "prompts"
 FIXTURE = json.loads(
     (Path(__file__).parents[1] / "fixtures" / "rendered_prompts.json").read_text("utf-8")
 )
@@ -101,6 +103,18 @@ def test_injected_instructions_stay_inside_their_passage_turn(v1, step):
     assert diff == [opening + 2]  # only the second passage's user turn changed
     assert attacked[opening + 2] == {"role": "user", "content": f"[2] {INJECTION}"}
     assert attacked[-1] == clean[-1]  # the instruction is untouched, braces not re-expanded
+
+
+def test_fingerprint_is_name_and_content_not_the_version_folder(tmp_path):
+    shutil.copytree(PACKAGED / "v1", tmp_path / "v2")
+    reworded = tmp_path / "v2" / "utilsel.yaml"
+    reworded.write_text(reworded.read_text().replace("Do not explain", "Never explain"))
+    for step in ("relsel", "answer", "utilrank"):
+        copy, original = load_template(step, "v2", tmp_path), load_template(step, "v1")
+        assert copy.id != original.id and copy.fingerprint == original.fingerprint
+    changed = load_template("utilsel", "v2", tmp_path)
+    assert changed.fingerprint != load_template("utilsel", "v1").fingerprint
+    assert changed.fingerprint == f"utilsel@{changed.sha256}"
 
 
 def test_user_directory_with_its_own_version(tmp_path: Path, v1):

@@ -59,7 +59,8 @@ def answer(tmp_path, llm, requests, sampling, batch_size=256):
     identity = ModelIdentity("smollm2", "sha256:0", "0.32.0", "bfloat16")
     with GenerationCache(tmp_path / "cache", "rag.t") as cache:
         generator = CachedGenerator(cache, identity, lambda: llm, batch_size)
-        return generate_answers(generator, requests, "short_answer.v1", sampling)
+        template = load_template_id("short_answer").fingerprint
+        return generate_answers(generator, requests, template, sampling)
 
 
 def test_rag_templates_are_the_shared_kind():

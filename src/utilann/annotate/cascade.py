@@ -215,7 +215,7 @@ class Cascade:
                 window,
                 tuple(shown),
                 Request(
-                    template.id,
+                    template.fingerprint,
                     template.render(pool.query, [pool.texts[i] for i in shown], answer),
                     self.settings.sampling,
                 ),

@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Request:
-    """One LLM call: the template that rendered it, the conversation, its decoding."""
+    """One LLM call: the template that rendered it, the conversation, its decoding.
+
+    ``template`` is the template's :attr:`~utilann.llm.templates.PromptTemplate.fingerprint`.
+    """
 
     template: str
     messages: Conversation

@@ -3,8 +3,8 @@
 Key (:func:`request_key`) = SHA-256 of everything that decides a completion: the model and
 its revision (a content fingerprint of a local model directory, the commit of a hub model),
 the engine version, dtype, tensor-parallel size and quantization, the chat-template
-variables, the prompt template (name and version), the canonical sampling parameters and the
-rendered conversation (which holds the template wording, query, passage texts and any
+variables, the prompt template (name and content hash), the canonical sampling parameters and
+the rendered conversation (which holds the template wording, query, passage texts and any
 pseudo-answer). So a rerun, a resume after a crash, or another experiment asking the same
 question never pays for the same call twice, while a new model revision, engine, wording or
 decoding misses the cache exactly where it matters.
@@ -98,7 +98,7 @@ def request_key(
 
     Args:
         identity: the engine (:class:`ModelIdentity`).
-        template: id of the prompt template that rendered ``messages`` (``name.version``).
+        template: the fingerprint (``name@sha256``) of the template that rendered ``messages``.
         sampling: decoding parameters; numbers are compared as floats and ``None`` values
             dropped, so ``temperature: 0`` and ``0.0``, or an unset and a null ``seed``, are
             the same request.

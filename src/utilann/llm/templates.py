@@ -7,9 +7,11 @@ A template set is a folder named for its version holding one YAML file per templ
 The packaged sets live in ``utilann/prompts/`` (``v1``: the paper's annotation prompts and the
 RAG prompts; ``v1-small``: annotation wording for sub-1B models). A user swaps wording by
 copying a version folder into a directory of their own, editing it, and pointing the config at
-it (``annotation.prompts.dir`` / ``.version``). The template id ``<name>.<version>`` and the
-file's SHA-256 go into cache keys, params and artifact metadata, so a wording change reruns
-exactly the jobs it touches and is never answered from an old cache entry.
+it (``annotation.prompts.dir`` / ``.version``). The file's SHA-256 goes into params and
+artifact metadata (with the id ``<name>.<version>``) and, with the name, into the cache keys
+(:attr:`PromptTemplate.fingerprint`), so a wording change reruns exactly the jobs and LLM calls
+it touches and is never answered from an old cache entry, while the unchanged templates of a
+copied set are still served from the cache.
 
 Keys of a template file (the shape of rank_llm's templates: opening turns, one body per
 passage, a closing instruction):
@@ -87,8 +89,17 @@ class PromptTemplate:
 
     @property
     def id(self) -> str:
-        """``name.version``: what cache keys, metadata and logs name."""
+        """``name.version``: what configs, metadata and logs name."""
         return f"{self.name}.{self.version}"
+
+    @property
+    def fingerprint(self) -> str:
+        """``name@sha256``: the template's identity in LLM cache keys.
+
+        The version folder is left out on purpose: a set copied to a new version with one file
+        reworded regenerates that step's calls only.
+        """
+        return f"{self.name}@{self.sha256}"
 
     @property
     def fields(self) -> frozenset[str]:

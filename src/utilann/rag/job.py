@@ -65,8 +65,8 @@ def generate_answers(
     sampling: Mapping[str, Any],
     desc: str = "rag",
 ) -> pd.DataFrame:
-    """Answer ``requests`` (rendered with template id ``template``) through the cached loop;
-    a GENERATIONS table in request order."""
+    """Answer ``requests`` (rendered with the template of fingerprint ``template``) through
+    the cached loop; a GENERATIONS table in request order."""
     outcomes = llm.generate([Request(template, r.messages, sampling) for r in requests], desc)
     return pd.DataFrame(
         [
@@ -164,7 +164,9 @@ def answer_split(
     )
     with open_generator(spec, cache_dir, cache_writer, generator["batch_size"]) as llm:
         # One call over every run's prompts: a prompt shared by several runs is asked once.
-        table = generate_answers(llm, everything, template.id, sampling, f"rag {dataset}/{split}")
+        table = generate_answers(
+            llm, everything, template.fingerprint, sampling, f"rag {dataset}/{split}"
+        )
     log.info(
         "%d prompts over %d runs: %d generated in %.1f s, %d reused (cache, or shared)",
         len(everything),
