@@ -2,6 +2,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from utilann.config import migrate_deprecated
 from utilann.deploy import export_workflow_dir
 
 min_version("9.0")
@@ -11,6 +12,8 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
+# Renamed keys (e.g. annotation.cache_dir -> llm.cache_dir) still work, with a warning.
+migrate_deprecated(config)
 validate(config, "config/schema.yaml")
 # The post-deploy scripts of envs/*.yaml install the workflow's library from here.
 export_workflow_dir(workflow.basedir)

@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from utilann.annotate.cascade import group_pools
-from utilann.annotate.prompts import load_templates
 from utilann.annotate.windows import relsel_windows
+from utilann.llm.templates import load_template
 
 
 def beir_pools(root: Path, queries: int, negatives: int, seed: int = 0) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def beir_pools(root: Path, queries: int, negatives: int, seed: int = 0) -> pd.Da
 
 def relsel_prompts(pools: pd.DataFrame, n: int, window: int, words: int) -> list[list[dict]]:
     """The first ``n`` RelSel conversations of the cascade for these pools."""
-    template = load_templates("v1", steps=["relsel"])["relsel"]
+    template = load_template("relsel", "v1")
     conversations = []
     for q in group_pools(pools, words):
         for shown in relsel_windows(q.is_human, window, "fixed_first", query_id=q.query_id):
@@ -102,7 +102,7 @@ def vllm_batched(model_dir: str, prompts, max_tokens: int, dtype: str, kv_gib: i
             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         }
     )
-    from utilann.llm import VLLMChat
+    from utilann.llm.engine import VLLMChat
 
     chat = VLLMChat(
         model_dir,
@@ -113,7 +113,8 @@ def vllm_batched(model_dir: str, prompts, max_tokens: int, dtype: str, kv_gib: i
         seed=0,
     )
     started = time.perf_counter()
-    gens = chat.chat(prompts, {"temperature": 0.0, "max_tokens": max_tokens}, use_tqdm=False)
+    sampling = [{"temperature": 0.0, "max_tokens": max_tokens}] * len(prompts)
+    gens = chat.chat(prompts, sampling, use_tqdm=False)
     seconds = time.perf_counter() - started
     return summary(
         "vLLM (this stage's backend), batched",

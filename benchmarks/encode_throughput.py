@@ -42,8 +42,8 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from utilann.dense import EncodeSettings, TextEncoder
+    from utilann.passages import format_passage
     from utilann.train.backbones import backbone_source
-    from utilann.train.model import format_passage
 
     torch.set_num_threads(args.threads)
     corpus = read_corpus(args.beir_dir).head(args.passages)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from . import schemas
 from .datasets import read_corpus
+from .passages import format_passage
 
 VARIANTS = ("flat", "multifield")
 _VECTOR_OPTION = "--add-modules=jdk.incubator.vector"
@@ -50,7 +51,7 @@ def start_jvm() -> None:
 def _documents(corpus: pd.DataFrame, variant: str) -> list[dict[str, str]]:
     if variant == "flat":
         return [
-            {"id": d, "contents": f"{t} {x}".strip()}
+            {"id": d, "contents": format_passage(t, x)}
             for d, t, x in corpus[["doc_id", "title", "text"]].itertuples(index=False)
         ]
     return [

@@ -8,6 +8,8 @@
                                     ``clear`` deletes it after saying so (``make clean-cache``)
 ``utilann clean``                   delete results/ and .snakemake/ but keep the LLM cache
                                     (``make clean``)
+``utilann compare REF NEW``         labels, training sets and metrics of two result directories
+                                    of one experiment, as tables with a tolerance
 
 Every view works with whatever subset of the artifacts exists and says what is missing, so it
 is as useful after the first stage as after the whole DAG. Paths follow
@@ -32,6 +34,7 @@ from rich.json import JSON
 from rich.table import Table
 
 from . import schemas, workspace
+from .annotate.steps import uses_threshold
 from .io import read_metadata
 
 _SHARD = re.compile(r"^shard-\d+\.parquet$")
@@ -217,7 +220,7 @@ def _pool_and_labels(root: Path, query_id: str, console: Console, max_chars: int
         else labels[["position", "doc_id", "is_human_positive"]].drop_duplicates()
     )
     for strategy, rows in labels.groupby("strategy", sort=True) if not labels.empty else []:
-        if strategy == "utilrank":
+        if uses_threshold(strategy):  # a ranking: show rank/list length
             column = [
                 f"{int(r)}/{int(n)}" if pd.notna(r) else ""
                 for r, n in zip(rows["rank"], rows["list_length"])
@@ -389,6 +392,17 @@ def cmd_clean(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from .regression import compare_results
+
+    differences = compare_results(args.reference, args.results, atol=args.atol, rtol=0.0)
+    for difference in differences:
+        console.print(f"[red]differs[/red] {difference}", soft_wrap=True)
+    if not differences:
+        console.print(f"labels, training sets and metrics of {args.results} match {args.reference}")
+    return 1 if differences else 0
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -446,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     clean = commands.add_parser("clean", help="delete results/ and .snakemake/, keep the cache")
     config_option(clean)
     clean.set_defaults(func=cmd_clean)
+    compare = commands.add_parser(
+        "compare", help="an experiment's results against a reference run (exit 1 if they differ)"
+    )
+    compare.add_argument("reference", help="reference results/<experiment> directory")
+    compare.add_argument("results", help="results/<experiment> directory to check")
+    compare.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance of numbers")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -22,13 +22,8 @@ from tqdm.auto import tqdm
 
 from utilann.hardware import choose_precision
 from utilann.io import parquet_files, parquet_rows, read_arrow, read_metadata
-from utilann.train.model import (
-    BiEncoder,
-    BiEncoderConfig,
-    format_passage,
-    load_tokenizer,
-    tokenize,
-)
+from utilann.passages import format_passage
+from utilann.train.model import BiEncoder, BiEncoderConfig, load_tokenizer, tokenize
 
 log = logging.getLogger(__name__)
 # faiss's loader logs each SIMD build it cannot load (a ModuleNotFoundError traceback per

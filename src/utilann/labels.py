@@ -1,59 +1,38 @@
 """From label tables to the positives a retriever is trained on.
 
 Kept apart from annotation and training because both sides need the same rule: the annotation
-report measures precision/recall of exactly the positives the trainer will see.
+report measures precision/recall of exactly the positives the trainer will see. How a
+strategy's rows become positives is declared by its step in the registry
+(:mod:`utilann.annotate.steps`): selected passages, or the top k % of a ranking.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable
 
 import pandas as pd
 
-STRATEGIES = ("relsel", "utilsel", "utilrank")
-EMPTY_POLICIES = ("drop", "keep", "human")
-
-
-def utilrank_cutoff(list_length: int, threshold: float) -> int:
-    """Number of UtilRank positives: floor(k % x N), at least one (digest 3.5)."""
-    if not 0 < threshold <= 100:
-        raise ValueError(f"UtilRank threshold must be in (0, 100], got {threshold}")
-    if list_length <= 0:
-        return 0
-    return max(1, math.floor(threshold / 100.0 * list_length + 1e-9))
+from utilann.annotate.steps import strategy as strategy_step
 
 
 def derive_positives(
-    labels: pd.DataFrame, strategy: str, utilrank_threshold: float | None = None
+    labels: pd.DataFrame, strategy: str, threshold: float | None = None
 ) -> pd.DataFrame:
     """Return the (query_id, doc_id) positives of ``strategy`` from a LABELS table.
 
-    Every query present in ``labels`` for that strategy keeps a row in the result's index of
-    queries, so callers can count queries left without a positive (see :func:`split_empty`).
+    ``threshold`` (k %) is required by strategies whose labels are cut by one (UtilRank) and
+    ignored by the others.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+    rule = strategy_step(strategy).labels
     rows = labels[labels["strategy"] == strategy]
-    if strategy == "utilrank":
-        if utilrank_threshold is None:
-            raise ValueError("utilrank positives need a threshold (k %)")
-        cut = rows["list_length"].map(lambda n: utilrank_cutoff(int(n), utilrank_threshold))
-        mask = rows["rank"].notna() & (rows["rank"] <= cut)
-    else:
-        mask = rows["selected"].astype(bool)
+    mask = rule.positives(rows, threshold if rule.uses_threshold else None)
     return rows.loc[mask, ["query_id", "doc_id"]].reset_index(drop=True)
 
 
-def split_empty(
-    positives: pd.DataFrame, query_ids: pd.Series, policy: str = "drop"
-) -> tuple[pd.DataFrame, list[str]]:
-    """Apply the no-positive policy; return (positives, ids of queries without a positive).
+def queries_without_positive(positives: pd.DataFrame, query_ids: Iterable[str]) -> list[str]:
+    """Sorted ids among ``query_ids`` that have no row in ``positives`` (query_id, doc_id).
 
-    ``drop`` removes such queries from training (their pool passages are not used as
-    negatives either); ``keep`` leaves them for losses that skip rows without positives;
-    ``human`` gives them their human positive(s) instead (the caller adds those).
+    What happens to them is the training set's ``empty_policy``
+    (:func:`utilann.train.data.build_trainset`); the annotation report counts them.
     """
-    if policy not in EMPTY_POLICIES:
-        raise ValueError(f"unknown empty-positive policy {policy!r}; expected {EMPTY_POLICIES}")
-    empty = sorted(set(query_ids.astype(str)) - set(positives["query_id"].astype(str)))
-    return positives, empty
+    return sorted(set(map(str, query_ids)) - set(positives["query_id"].astype(str)))

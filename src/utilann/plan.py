@@ -22,37 +22,7 @@ from utilann.train.spec import RunSpec
 Config = Mapping[str, Any]
 Target = tuple[str, str]  # (dataset, split)
 
-MOVED_KEYS = {
-    "rag.baseline": "evaluation.significance.baseline",
-    "rag.alpha": "evaluation.significance.alpha",
-}
-"""Deprecated config keys and where they live now (the old key is still read, with a warning)."""
-
-
 # --- config keys ---------------------------------------------------------------------------
-
-
-def _lookup(config: Config, dotted: str) -> tuple[bool, Any]:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def moved_key(config: Config, new: str) -> tuple[Any, str | None]:
-    """The value of key ``new`` (dotted path), or of its former location when a config still
-    sets that (:data:`MOVED_KEYS`); the second item is then the deprecation message."""
-    old = next((o for o, n in MOVED_KEYS.items() if n == new), None)
-    if old is not None:
-        found, value = _lookup(config, old)
-        if found:
-            return value, f"config key {old} is deprecated: it is read as {new}; move it there"
-    found, value = _lookup(config, new)
-    if not found:
-        raise KeyError(f"config has no key {new}")
-    return value, None
 
 
 def dataset_entry(config: Config, name: str) -> Mapping[str, Any]:
@@ -201,13 +171,6 @@ def rag_sampling(config: Config, target: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- significance --------------------------------------------------------------------------
-
-
-def significance(config: Config) -> tuple[dict[str, Any], list[str]]:
-    """``{"baseline": requested run, "alpha": level}`` and any deprecation messages."""
-    baseline, old_baseline = moved_key(config, "evaluation.significance.baseline")
-    alpha, old_alpha = moved_key(config, "evaluation.significance.alpha")
-    return {"baseline": baseline, "alpha": alpha}, [m for m in (old_baseline, old_alpha) if m]
 
 
 def significance_baseline(requested: str, runs: Sequence[str]) -> tuple[str, str | None]:

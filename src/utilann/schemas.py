@@ -113,8 +113,9 @@ GENERATIONS = pa.schema(
 
 ``doc_ids`` are the top-k passages fed to the generator, in rank order; ``raw_output`` is the
 LLM text as returned and ``prediction`` the cleaned answer that is scored
-(:func:`utilann.rag.generate.clean_prediction`). ``prompt_key`` hashes model, sampling
-parameters and the exact conversation, so a rerun can reuse answers already paid for. Template
+(:func:`utilann.rag.job.clean_prediction`). ``prompt_key`` is the request's key in the LLM
+cache (:func:`utilann.llm.cache.request_key`: model and revision, engine, template, sampling
+parameters and the exact conversation), so a rerun reuses answers already paid for. Template
 name, version and hash, model and sampling parameters are in the file's metadata.
 """
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from utilann.config import migrate_deprecated
+
 BASE_CONFIG = Path("config/config.yaml")
 SCHEMA = Path("config/schema.yaml")
 RESULTS = Path("results")
@@ -52,20 +54,19 @@ def load_config(configfiles: Sequence[str | Path] = (), root: Path = Path(".")) 
         if not path.exists():
             raise FileNotFoundError(f"config file {path} not found")
         _merge(config, yaml.safe_load(path.read_text()) or {})
+    migrate_deprecated(config)  # as the Snakefile does: old keys are read at their new place
     return config
 
 
 def llm_cache_dir(config: Mapping[str, Any], root: Path = Path(".")) -> Path:
-    """``llm.cache_dir``, else ``annotation.cache_dir``, else the schema's default."""
-    for section in ("llm", "annotation"):
-        value = (config.get(section) or {}).get("cache_dir")
-        if value:
-            return root / value
+    """``llm.cache_dir`` of a :func:`load_config` config, else the schema's default."""
+    value = (config.get("llm") or {}).get("cache_dir")
+    if value:
+        return root / value
     schema = yaml.safe_load((root / SCHEMA).read_text())["properties"]
-    for section in ("llm", "annotation"):
-        prop = schema.get(section, {}).get("properties", {}).get("cache_dir")
-        if prop and "default" in prop:
-            return root / prop["default"]
+    prop = schema.get("llm", {}).get("properties", {}).get("cache_dir")
+    if prop and "default" in prop:
+        return root / prop["default"]
     raise ValueError("the config names no LLM cache directory (llm.cache_dir)")
 
 

@@ -62,3 +62,10 @@ def test_truncated_corpus_shard_fails_the_reading_job_naming_the_file(workflow):
     assert "delete it and rerun Snakemake" in out
     indexes = workflow.workdir / "results/indexes"
     assert not indexes.exists() or not list(indexes.iterdir())  # no index, no temp dir
+
+
+def test_deprecated_key_still_works_with_a_warning(workflow):
+    workflow.write_config("old.yaml", {"annotation": {"cache_dir": "results/cache/old-llm"}})
+    proc = workflow.run("-n", config="old.yaml")
+    assert "config key annotation.cache_dir is deprecated: use llm.cache_dir" in proc.stderr
+    assert proc.stderr.count("annotation.cache_dir is deprecated") == 1

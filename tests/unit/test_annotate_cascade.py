@@ -10,11 +10,15 @@ import re
 import pandas as pd
 import pytest
 
-from utilann.annotate.cache import GenerationCache
 from utilann.annotate.cascade import Cascade, CascadeSettings
-from utilann.annotate.prompts import load_templates, parse_template
 from utilann.labels import derive_positives
-from utilann.llm import PROMPT_TOO_LONG, Generation
+from utilann.llm.batch import CachedGenerator
+from utilann.llm.cache import GenerationCache, ModelIdentity
+from utilann.llm.engine import PROMPT_TOO_LONG, Generation
+from utilann.llm.templates import load_templates, parse_template
+
+STEPS = ("relsel", "answer", "utilsel", "utilrank")
+IDENTITY = ModelIdentity("m", "sha256:0", "0.32.0", "bfloat16")
 
 
 class ScriptedEngine:
@@ -85,20 +89,20 @@ POOLS = pd.concat(
 
 def settings(**overrides):
     base = dict(
-        model="m",
-        dtype="bfloat16",
         sampling={"temperature": 0.0, "max_tokens": 16},
-        templates=load_templates("v1"),
+        templates=load_templates(STEPS, "v1"),
         window_size=3,
-        chunk_size=2,
     )
     return CascadeSettings(**{**base, **overrides})
 
 
+def cascade(cache, factory, **overrides):
+    return Cascade(settings(**overrides), CachedGenerator(cache, IDENTITY, factory, chunk_size=2))
+
+
 def run(tmp_path, engine, **overrides):
     with GenerationCache(tmp_path / "cache", "t.shard-0") as cache:
-        cascade = Cascade(settings(**overrides), cache, lambda: engine)
-        return cascade.run(POOLS)
+        return cascade(cache, lambda: engine, **overrides).run(POOLS)
 
 
 def positives(labels, strategy, k=None):
@@ -145,7 +149,7 @@ def test_rerun_is_served_from_cache_without_starting_the_engine(tmp_path):
     first = run(tmp_path, ScriptedEngine())
     started = []
     with GenerationCache(tmp_path / "cache", "t.shard-0") as cache:
-        again = Cascade(settings(), cache, lambda: started.append(1)).run(POOLS)
+        again = cascade(cache, lambda: started.append(1)).run(POOLS)
     assert not started
     assert all(st.generated == 0 for st in again.stats.values())
     pd.testing.assert_frame_equal(first.labels, again.labels)
@@ -168,7 +172,7 @@ def test_resume_after_a_crash_regenerates_only_the_lost_chunks(tmp_path):
 
 def test_a_changed_template_reruns_only_its_step(tmp_path):
     run(tmp_path, ScriptedEngine())
-    templates = dict(load_templates("v1"))
+    templates = dict(load_templates(STEPS, "v1"))
     old = templates["utilsel"]
     source = importlib.resources.files("utilann") / "prompts" / "v1" / "utilsel.yaml"
     templates["utilsel"] = parse_template(
@@ -191,7 +195,7 @@ def test_strategies_subset_skips_unneeded_steps(tmp_path):
 def test_prompt_too_long_is_failed_and_not_cached(tmp_path):
     too_long = pd.concat([POOLS, pool("qz", ["REL TOOLONG", "x"])], ignore_index=True)
     with GenerationCache(tmp_path / "cache", "w") as cache:
-        result = Cascade(settings(), cache, ScriptedEngine).run(too_long)
+        result = cascade(cache, ScriptedEngine).run(too_long)
         raw = result.raw[result.raw.query_id == "qz"]
         assert raw["parse_status"].tolist() == ["failed"]
         assert cache.get_many(raw["cache_key"].tolist()) == {}

@@ -2,8 +2,14 @@
 
 import pytest
 
-from utilann.annotate.parse import parse_answer, parse_ranking, parse_selection, strip_thinking
-from utilann.llm import PROMPT_TOO_LONG
+from utilann.annotate.parse import (
+    parse_answer,
+    parse_output,
+    parse_ranking,
+    parse_selection,
+    strip_thinking,
+)
+from utilann.llm.engine import PROMPT_TOO_LONG
 
 # (output text, passages shown, expected ids, expected status, issues that must be reported)
 SELECTIONS = [
@@ -119,3 +125,13 @@ def test_ids_inside_thinking_are_ignored():
 def test_answers(text, expected, status):
     result = parse_answer(text)
     assert (result.text, result.status) == (expected, status)
+
+
+def test_parse_output_dispatches_on_the_answer_format():
+    assert parse_output("selection", "My selection: [2]", 3).ids == (2,)
+    assert parse_output("ranking", "[2] > [1]", 3) == parse_ranking("[2] > [1]", 3)
+    answer = parse_output("text", "<think>x</think> Answer: Paris", 0)
+    assert answer.text == "Paris" and answer.ids == () and answer.status == "ok"
+    assert parse_output("text", "", 0, "length").status == "failed"
+    with pytest.raises(ValueError, match="unknown answer format"):
+        parse_output("poem", "x", 1)

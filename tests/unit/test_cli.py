@@ -262,12 +262,12 @@ def test_cache_info_names_path_size_and_generations(workdir, capsys):
     assert total.split()[-2] == "5" and "KiB" in total
 
 
-def test_cache_dir_comes_from_llm_then_annotation_config(workdir, capsys):
+def test_cache_dir_comes_from_llm_or_the_deprecated_annotation_key(workdir, capsys):
     overlay = workdir / "elsewhere.yaml"
     overlay.write_text("annotation: {cache_dir: /tmp/nowhere-cache}\n")
     assert main([*WIDE, "cache", "info", "--configfile", str(overlay)]) == 0
     assert "/tmp/nowhere-cache: empty or absent" in capsys.readouterr().out
-    overlay.write_text("llm: {cache_dir: other/llm}\nannotation: {cache_dir: not/this}\n")
+    overlay.write_text("llm: {cache_dir: other/llm}\n")
     write_cache_file(workdir / "other/llm/x.sqlite", 4)
     assert main([*WIDE, "cache", "info", "--configfile", str(overlay)]) == 0
     assert "LLM cache other/llm" in capsys.readouterr().out

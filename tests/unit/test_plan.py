@@ -111,19 +111,6 @@ def test_target_max_tokens_overrides_the_generator_sampling():
     assert plan.rag_sampling(cfg, plan.rag_targets(cfg)[("nq", "test")])["max_tokens"] == 32
 
 
-def test_significance_settings_and_the_deprecated_rag_keys():
-    settings, messages = plan.significance(config())
-    assert settings == {"baseline": "human", "alpha": 0.05} and messages == []
-    cfg = config(evaluation={**BASE["evaluation"], "significance": {"alpha": 0.01}})
-    assert plan.significance(cfg)[0]["alpha"] == 0.01
-    settings, messages = plan.significance(config(rag={"baseline": "utilsel"}))
-    assert settings == {"baseline": "utilsel", "alpha": 0.05}
-    assert messages == [
-        "config key rag.baseline is deprecated: it is read as evaluation.significance.baseline; "
-        "move it there"
-    ]
-
-
 def test_baseline_falls_back_to_bm25_with_a_warning():
     assert plan.significance_baseline("human", ["bm25", "human"]) == ("human", None)
     baseline, warning = plan.significance_baseline("human", ["bm25", "zeroshot"])

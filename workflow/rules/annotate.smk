@@ -8,7 +8,7 @@
 #   {EXP}/annotation/labels.parquet                 all shards (what training reads)
 #   {EXP}/annotation/report.{parquet,md}            quality and cost per strategy
 #
-# Every LLM generation is also stored in annotation.cache_dir (default results/cache/llm), keyed
+# Every LLM generation is also stored in llm.cache_dir (default results/cache/llm), keyed
 # by content; that store is deliberately not a Snakemake output, so a failed or killed job
 # keeps what it generated and its rerun resumes from there. The label files are not
 # protected(): a params change (e.g. a new prompt version) must be able to rerun the job, and
@@ -49,7 +49,7 @@ rule annotate_shard:
         seed=config["annotation"]["seed"],
         passage_max_words=config["annotation"]["passage_max_words"],
         chunk_size=config["annotation"]["chunk_size"],
-        cache_dir=config["annotation"]["cache_dir"],
+        cache_dir=config["llm"]["cache_dir"],
         writer=get_annotation_writer,
         code_version=ANNOTATION_CODE_VERSION,
     script:

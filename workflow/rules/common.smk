@@ -24,9 +24,8 @@ from dataclasses import asdict
 
 from utilann import plan
 from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
-from utilann.annotate.cascade import cascade_steps
-from utilann.annotate.prompts import load_templates
-from utilann.rag.prompts import load_template
+from utilann.annotate.steps import cascade_steps
+from utilann.llm.templates import load_template_id, load_templates
 from utilann.report import (
     FIGURES,
     TABLE_FORMATS,
@@ -84,18 +83,16 @@ RAG_RUNS = plan.rag_runs(config)
 plan.check_rag_measures(config)
 RAG_GENERATOR = plan.rag_generator(config)
 HUB_LLMS = plan.hub_llms(config)
-# Answers are cached by content (model, sampling, conversation) in the LLM store of the
-# annotation stage, one file per generation job: shared by experiments, never deleted on failure.
-RAG_CACHE = config["annotation"]["cache_dir"]
+# Answers are cached by content in the one LLM store (llm.cache_dir), one file per generation
+# job: shared by steps and experiments, never deleted on failure.
+RAG_CACHE = config["llm"]["cache_dir"]
 
-SIGNIFICANCE, _deprecations = plan.significance(config)
-# Deprecated keys are read as their new ones: the report's captions read the config too.
-config["evaluation"]["significance"].update(SIGNIFICANCE)
+SIGNIFICANCE = config["evaluation"]["significance"]
 SIGNIFICANCE_BASELINE, _fallback = plan.significance_baseline(
     SIGNIFICANCE["baseline"], RETRIEVAL_RUNS
 )
-for _message in [*_deprecations, *filter(None, [_fallback])]:
-    sys.stderr.write(f"WARNING: {_message}\n")
+if _fallback:
+    sys.stderr.write(f"WARNING: {_fallback}\n")
 
 PRIMARY = plan.primary_target(config)
 REPORT_SETTINGS = plan.report_settings(
@@ -189,7 +186,7 @@ def annotation_prompts():
     """
     selected = config["annotation"]["prompts"]
     steps = cascade_steps(config["annotation"]["strategies"])
-    templates = load_templates(selected["version"], selected["dir"], steps)
+    templates = load_templates(steps, selected["version"], selected["dir"])
     return {**selected, "sha256": {step: t.sha256 for step, t in templates.items()}}
 
 
@@ -431,7 +428,7 @@ def get_rag_generate_input(wildcards):
 def get_rag_target_params(wildcards):
     """Passages per prompt and the prompt template (id and hash: a new wording reruns)."""
     target = get_rag_target(wildcards)
-    template = load_template(target["prompt"])
+    template = load_template_id(target["prompt"])
     return {
         "top_k": target["top_k"],
         "prompt": template.id,

@@ -3,8 +3,8 @@
 #
 #   rag_generate  one job per (dataset, split) for ALL rag runs: the LLM is loaded once, a
 #                 prompt shared by several runs is asked once, and answers are cached by
-#                 content in annotation.cache_dir (results/cache/llm: a rerun, a resumed job
-#                 or another experiment reuses them; a fully cached job starts no engine).
+#                 content in llm.cache_dir (results/cache/llm: a rerun, a resumed job or
+#                 another experiment reuses them; a fully cached job starts no engine).
 #   rag_score     per (run, dataset, split): EM/F1/ROUGE-L/BLEU/BERTScore + R@k of the passages
 #
 # The generator is the annotation LLM (same prepared model directory, same engine settings)

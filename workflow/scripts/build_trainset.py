@@ -9,9 +9,7 @@ from utilann.train.data import build_trainset
 from utilann.train.settings import TrainsetSettings
 
 params = dict(snakemake.params.labels)
-code_version = params.pop("code_version")
-if params["utilrank_threshold"] is None:  # not a utilrank run: the cut does not apply
-    params.pop("utilrank_threshold")
+code_version = params.pop("code_version")  # utilrank_threshold is None where it does not apply
 with script_logging(snakemake.log[0], "build_trainset") as log:
     pools = pd.concat([read_table(p) for p in snakemake.input.pools], ignore_index=True)
     labels = read_table(snakemake.input.labels) if "labels" in snakemake.input.keys() else None

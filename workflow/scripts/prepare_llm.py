@@ -1,6 +1,6 @@
 """Convert a GGUF model shipped inside a PyPI package into an HF directory vLLM can load."""
 
-from utilann.llm import packaged_file, prepare_gguf_model
+from utilann.llm.packaged import packaged_file, prepare_gguf_model
 from utilann.logs import script_logging
 
 if __name__ == "__main__":

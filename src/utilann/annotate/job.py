@@ -16,13 +16,14 @@ from typing import Any
 
 import pandas as pd
 
-from utilann.annotate.cache import GenerationCache
-from utilann.annotate.cascade import Cascade, CascadeSettings, ChatBackend, cascade_steps
+from utilann.annotate.cascade import Cascade, CascadeSettings
 from utilann.annotate.merge import empty_queries, read_shards
-from utilann.annotate.prompts import load_templates
 from utilann.annotate.report import annotation_report, render_markdown, step_summary
+from utilann.annotate.steps import cascade_steps
 from utilann.io import atomic_path, read_table, write_json, write_table
-from utilann.llm import start_vllm, vllm_version
+from utilann.llm.batch import open_generator
+from utilann.llm.engine import EngineSpec
+from utilann.llm.templates import load_templates
 from utilann.schemas import ANNOTATION_REPORT, LABELS, POOLS, RAW
 
 log = logging.getLogger(__name__)
@@ -68,30 +69,31 @@ class AnnotationJob:
 
     def settings(self) -> CascadeSettings:
         return CascadeSettings(
-            model=self.model,
-            dtype=str(self.engine.get("dtype", "auto")),
             sampling=self.sampling_params,
             templates=load_templates(
-                self.prompts["version"], self.prompts.get("dir"), cascade_steps(self.strategies)
+                cascade_steps(self.strategies), self.prompts["version"], self.prompts.get("dir")
             ),
             strategies=tuple(self.strategies),
             window_size=self.window_size,
             position_policy=self.position_policy,
             seed=self.seed,
             passage_max_words=self.passage_max_words,
-            chunk_size=self.chunk_size,
         )
 
-    def start_engine(self) -> ChatBackend:
-        """Create the vLLM engine (only called on a cache miss)."""
-        return start_vllm(self.model_path, self.engine_kwargs, self.env, self.chat_template_kwargs)
+    @property
+    def engine_spec(self) -> EngineSpec:
+        """The annotator's engine (started by the generation loop on a cache miss only)."""
+        return EngineSpec(
+            self.model, self.model_path, self.engine_kwargs, self.env, self.chat_template_kwargs
+        )
 
 
-def _label_metadata(job: AnnotationJob, settings: CascadeSettings) -> dict[str, Any]:
+def _label_metadata(job: AnnotationJob, settings: CascadeSettings, revision: str) -> dict[str, Any]:
     return {
         "model": job.model,
         "model_path": job.model_path,
-        "dtype": settings.dtype,
+        "model_revision": revision,
+        "dtype": str(job.engine.get("dtype", "auto")),
         "sampling": settings.sampling,
         "prompts": {
             "version": job.prompts["version"],
@@ -118,18 +120,12 @@ def annotate_shard(
     started = time.perf_counter()
     settings = job.settings()
     pools = read_table(pools_path, POOLS.names)
-    engine_started = []
+    with open_generator(job.engine_spec, job.cache_dir, job.writer, job.chunk_size) as generator:
+        result = Cascade(settings, generator).run(pools)
+        identity, cache_file = generator.identity, str(generator.cache.path)
 
-    def factory() -> ChatBackend:
-        engine_started.append(True)
-        return job.start_engine()
-
-    with GenerationCache(job.cache_dir, job.writer) as cache:
-        result = Cascade(settings, cache, factory).run(pools)
-        cache_file = str(cache.path)
-
-    meta = _label_metadata(job, settings)
-    meta["vllm_version"] = vllm_version()
+    meta = _label_metadata(job, settings, identity.revision)
+    meta["vllm_version"] = identity.engine_version
     write_table(result.labels, labels_path, LABELS, meta)
     write_table(result.raw, raw_path, RAW, meta)
     steps = {step: st.as_dict() for step, st in result.stats.items()}
@@ -147,14 +143,14 @@ def annotate_shard(
         "pools": str(pools_path),
         "engine": dict(job.engine),
         "env": dict(job.env),
-        "chunk_size": settings.chunk_size,
+        "chunk_size": job.chunk_size,
         "cache": {"dir": job.cache_dir, "file": cache_file},
         "queries": result.queries,
         "steps": steps,
         "llm_calls": {
             k: sum(st[k] for st in steps.values()) for k in ("calls", "generated", "cached")
         },
-        "engine_started": bool(engine_started),
+        "engine_started": generator.started,
         "wall_seconds": round(time.perf_counter() - started, 2),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

@@ -13,8 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from utilann.annotate.steps import uses_threshold
 from utilann.io import read_metadata, read_table
-from utilann.labels import derive_positives, split_empty
+from utilann.labels import derive_positives, queries_without_positive
 
 #: metadata that must agree between shards for their labels to mean the same thing
 IDENTITY_KEYS = (
@@ -44,11 +45,13 @@ def read_shards(paths: Sequence[str | os.PathLike[str]]) -> tuple[pd.DataFrame, 
             raise ValueError(f"{path} was annotated with different {differs} than {paths[0]}")
     labels = pd.concat([read_table(p) for p in paths], ignore_index=True)
     labels["rank"] = labels["rank"].astype("Int32")
-    return labels, {k: metas[0].get(k) for k in IDENTITY_KEYS + ("model_path", "vllm_version")}
+    return labels, {
+        k: metas[0].get(k) for k in IDENTITY_KEYS + ("model_path", "model_revision", "vllm_version")
+    }
 
 
 def empty_queries(labels: pd.DataFrame, strategy: str) -> list[str]:
     """Queries annotated for ``strategy`` that have no positive under it."""
     rows = labels[labels["strategy"] == strategy]
-    threshold = _ANY_THRESHOLD if strategy == "utilrank" else None
-    return split_empty(derive_positives(rows, strategy, threshold), rows["query_id"])[1]
+    threshold = _ANY_THRESHOLD if uses_threshold(strategy) else None
+    return queries_without_positive(derive_positives(rows, strategy, threshold), rows["query_id"])

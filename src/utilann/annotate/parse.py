@@ -1,7 +1,9 @@
-"""Parsing LLM selection and ranking outputs into passage numbers, recording how it went.
+"""Parsing LLM outputs by answer format (selection, ranking, text), recording how it went.
 
-The original code took every ``[n]`` anywhere in the output (digest 3.5), which counts numbers
-inside ``<think>`` blocks and silently accepts junk. Here every output gets a status:
+A step's template declares its ``answer_format``; :func:`parse_output` reads an output in that
+format. The original code took every ``[n]`` anywhere in the output (digest 3.5), which
+counts numbers inside ``<think>`` blocks and silently accepts junk. Here every output gets a
+status:
 
 ``ok``        the answer has the requested shape (an explicit empty selection is ``ok``);
 ``repaired``  usable numbers were recovered but something had to be fixed or dropped
@@ -18,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from utilann.llm import PROMPT_TOO_LONG
+from utilann.llm.engine import PROMPT_TOO_LONG
 
 OK, REPAIRED, FAILED = "ok", "repaired", "failed"
 STATUSES = (OK, REPAIRED, FAILED)
@@ -46,20 +48,16 @@ _SEPARATORS = re.compile(r"(?:[\s,;.>&\[\]\-|]|\band\b|\bor\b)+", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class ParseResult:
-    """Parsed passage numbers (1-based, unique, in answer order) and the parse outcome."""
+    """What was read from one output, and the parse outcome.
+
+    ``ids``: passage numbers (1-based, unique, in answer order) of a selection or ranking;
+    ``text``: the cleaned answer of a ``text`` output.
+    """
 
     ids: tuple[int, ...]
     status: str
     issues: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AnswerResult:
-    """A cleaned pseudo-answer and the parse outcome."""
-
-    text: str
-    status: str
-    issues: tuple[str, ...]
+    text: str = ""
 
 
 def strip_thinking(text: str) -> tuple[str, list[str]]:
@@ -160,14 +158,27 @@ def parse_ranking(text: str, n: int, finish_reason: str = "stop") -> ParseResult
     return _parse(text, n, finish_reason, ranking=True)
 
 
-def parse_answer(text: str, finish_reason: str = "stop") -> AnswerResult:
-    """Clean a pseudo-answer: drop reasoning and a leading ``Answer:``; empty means failed."""
+def parse_answer(text: str, finish_reason: str = "stop") -> ParseResult:
+    """Clean a free-text answer: drop reasoning and a leading ``Answer:``; empty means failed."""
     if finish_reason == PROMPT_TOO_LONG:
-        return AnswerResult("", FAILED, ("prompt_too_long",))
+        return ParseResult((), FAILED, ("prompt_too_long",))
     answer, issues = strip_thinking(text or "")
     answer = re.sub(r"^\s*answer\s*:\s*", "", answer, flags=re.IGNORECASE).strip()
     if finish_reason == "length":
         issues.append("truncated")
     if not answer:
-        return AnswerResult("", FAILED, tuple(sorted(set(issues) | {"empty_output"})))
-    return AnswerResult(answer, _status(issues), tuple(sorted(set(issues))))
+        return ParseResult((), FAILED, tuple(sorted(set(issues) | {"empty_output"})))
+    return ParseResult((), _status(issues), tuple(sorted(set(issues))), text=answer)
+
+
+def parse_output(answer_format: str, text: str, n: int, finish_reason: str = "stop") -> ParseResult:
+    """Read ``text`` as an answer of ``answer_format`` over ``n`` shown passages.
+
+    ``answer_format`` is a template's (:data:`utilann.llm.templates.ANSWER_FORMATS`):
+    ``selection``, ``ranking`` or ``text``.
+    """
+    if answer_format == "text":
+        return parse_answer(text, finish_reason)
+    if answer_format in ("selection", "ranking"):
+        return _parse(text, n, finish_reason, ranking=answer_format == "ranking")
+    raise ValueError(f"unknown answer format {answer_format!r}")

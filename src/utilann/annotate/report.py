@@ -11,16 +11,10 @@ from typing import Any
 
 import pandas as pd
 
+from utilann.annotate import steps as registry
 from utilann.annotate.merge import empty_queries
 from utilann.labels import derive_positives
 from utilann.schemas import ANNOTATION_REPORT
-
-#: the LLM steps each strategy needs, in cascade order
-STRATEGY_STEPS = {
-    "relsel": ("relsel",),
-    "utilsel": ("relsel", "answer", "utilsel"),
-    "utilrank": ("relsel", "answer", "utilrank"),
-}
 
 
 def _quality(labels: pd.DataFrame, strategy: str, threshold: float | None) -> dict[str, Any]:
@@ -41,7 +35,7 @@ def _quality(labels: pd.DataFrame, strategy: str, threshold: float | None) -> di
 
 def _cost(raw: pd.DataFrame, strategy: str) -> dict[str, Any]:
     own = raw[raw["step"] == strategy]
-    cascade = raw[raw["step"].isin(STRATEGY_STEPS[strategy])]
+    cascade = raw[raw["step"].isin(registry.cascade_steps([strategy]))]
     prompt, output = int(cascade["prompt_tokens"].sum()), int(cascade["output_tokens"].sum())
     seconds = float(cascade["gen_seconds"].sum())
     return {
@@ -60,10 +54,10 @@ def annotation_report(
     raw: pd.DataFrame,
     thresholds: Sequence[float],
 ) -> pd.DataFrame:
-    """One ANNOTATION_REPORT row per strategy (UtilRank once per threshold)."""
+    """One ANNOTATION_REPORT row per strategy (a thresholded one, UtilRank, per threshold)."""
     rows = []
-    for strategy in [s for s in STRATEGY_STEPS if s in set(labels["strategy"])]:
-        cuts = [float(t) for t in thresholds] if strategy == "utilrank" else [None]
+    for strategy in [s for s in registry.strategies() if s in set(labels["strategy"])]:
+        cuts = [float(t) for t in thresholds] if registry.uses_threshold(strategy) else [None]
         empty = len(empty_queries(labels, strategy))
         cost = _cost(raw, strategy)
         for threshold in cuts:
@@ -83,7 +77,7 @@ def annotation_report(
 
 def step_summary(raw: pd.DataFrame) -> pd.DataFrame:
     """Per LLM step: calls, cache use, parse outcomes and tokens."""
-    steps = [s for s in ("relsel", "answer", "utilsel", "utilrank") if s in set(raw["step"])]
+    steps = [s for s in registry.STEPS if s in set(raw["step"])]
     rows = []
     for step in steps:
         r = raw[raw["step"] == step]

@@ -1,9 +1,10 @@
 """File-level entry point of the RAG generation stage (what rule ``rag_generate`` calls).
 
 One job answers one QA split for every RAG run, so the generator is loaded once. Prompts are
-sent question-major and identical prompts (the same top-k for two runs) are asked once; every
-answer goes into the content-keyed :class:`~utilann.annotate.cache.GenerationCache` as soon as
-its batch is done, so a rerun, a resumed job or another experiment never pays for the same
+sent question-major through the shared cached generation loop
+(:class:`~utilann.llm.batch.CachedGenerator`): identical prompts (the same top-k for two
+runs) are asked once, every chunk of answers is committed to the content-keyed LLM cache as
+soon as it is done, so a rerun, a resumed job or another experiment never pays for the same
 prompt twice, and the engine is not even started when every prompt is cached.
 """
 
@@ -12,19 +13,18 @@ from __future__ import annotations
 import logging
 import os
 import random
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from utilann import schemas
-from utilann.annotate.cache import GenerationCache
 from utilann.io import read_table, write_table
-from utilann.llm import PROMPT_TOO_LONG, start_vllm, vllm_version
+from utilann.llm.batch import CachedGenerator, Request, open_generator
+from utilann.llm.engine import EngineSpec
+from utilann.llm.templates import load_template_id
 from utilann.qa import load_answers
-from utilann.rag.generate import build_requests, generate, load_passages, prompt_key
-from utilann.rag.prompts import load_template
+from utilann.rag.prompts import GenerationRequest, build_requests, load_passages
 
 log = logging.getLogger(__name__)
 
@@ -49,48 +49,38 @@ def select_questions(
     return golds.reset_index(drop=True)
 
 
-class CachingEngine:
-    """The ``chat`` backend of :func:`generate`: starts vLLM on first use, caches every batch.
+def clean_prediction(raw: str) -> str:
+    """The answer that is scored: text after a reasoning block (``</think>``), stripped.
 
-    Args:
-        generator: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``
-            (``vllm.LLM`` arguments), ``env`` (set before the engine starts) and
-            ``chat_template_kwargs``.
-        cache: the job's open generation cache.
+    Reasoning models (Qwen3) emit ``<think>...</think>`` before the answer; the authors keep
+    only what follows it. Nothing else is removed, so the scores stay those of the raw answer.
     """
+    return raw.rsplit("</think>", 1)[-1].strip()
 
-    def __init__(self, generator: Mapping[str, Any], cache: GenerationCache) -> None:
-        self.generator = generator
-        self.cache = cache
-        self.engine = None
-        self.generated = 0
-        self.seconds = 0.0
 
-    def chat(self, conversations: Sequence[list[dict[str, str]]], sampling: Mapping[str, Any]):
-        if self.engine is None:
-            log.info("starting the LLM engine: %s", self.generator["path"])
-            self.engine = start_vllm(
-                self.generator["path"],
-                self.generator["engine"],
-                self.generator["env"],
-                self.generator["chat_template_kwargs"],
+def generate_answers(
+    llm: CachedGenerator,
+    requests: Sequence[GenerationRequest],
+    template: str,
+    sampling: Mapping[str, Any],
+    desc: str = "rag",
+) -> pd.DataFrame:
+    """Answer ``requests`` (rendered with the template of fingerprint ``template``) through
+    the cached loop; a GENERATIONS table in request order."""
+    outcomes = llm.generate([Request(template, r.messages, sampling) for r in requests], desc)
+    return pd.DataFrame(
+        [
+            (
+                r.query_id,
+                list(r.doc_ids),
+                clean_prediction(o.generation.text),
+                o.generation.text,
+                o.key,
             )
-        started = time.perf_counter()
-        outputs = self.engine.chat(conversations, sampling)
-        seconds = time.perf_counter() - started
-        share = seconds / max(1, len(outputs))
-        model = self.generator["model"]
-        self.cache.put_many(
-            [
-                (prompt_key(conv, sampling, model), "rag", out, share)
-                for conv, out in zip(conversations, outputs, strict=True)
-                if out.finish_reason != PROMPT_TOO_LONG  # may fit another engine setting
-            ],
-            model,
-        )
-        self.generated += len(outputs)
-        self.seconds += seconds
-        return outputs
+            for r, o in zip(requests, outcomes, strict=True)
+        ],
+        columns=schemas.GENERATIONS.names,
+    )
 
 
 def answer_split(
@@ -116,7 +106,9 @@ def answer_split(
 
     ``target``: ``top_k`` and ``prompt`` (template id); ``questions``: ``answers_format`` (null =
     ``answers_path`` is the dataset's ingested ANSWERS table), ``max_queries``, ``seed``;
-    ``generator``: as :class:`CachingEngine` plus ``sampling`` and ``batch_size``.
+    ``generator``: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``
+    (``vllm.LLM`` arguments), ``env`` (set before the engine starts), ``chat_template_kwargs``,
+    ``sampling`` and ``batch_size`` (prompts per engine call).
     """
     queries = read_table(queries_path)
     qrels = read_table(qrels_path)
@@ -140,7 +132,7 @@ def answer_split(
     )
     qids = list(chosen["query_id"])
 
-    template = load_template(target["prompt"])
+    template = load_template_id(target["prompt"])
     tables = {name: read_table(path) for name, path in runs.items()}
     wanted = set(qids)
     doc_ids: set[str] = set()
@@ -163,29 +155,25 @@ def answer_split(
         key=lambda pair: order[pair[1].query_id],
     )
     everything = [r for _, r in tagged]
-    keys = [prompt_key(r.messages, sampling, generator["model"]) for r in everything]
-    with GenerationCache(cache_dir, cache_writer) as cache:
-        found = cache.get_many(keys)
-        cached = pd.DataFrame(
-            [(k, g.text) for k, (g, _) in found.items()], columns=["prompt_key", "raw_output"]
-        )
-        engine = CachingEngine(generator, cache)
+    spec = EngineSpec(
+        generator["model"],
+        generator["path"],
+        generator["engine"],
+        generator["env"],
+        generator["chat_template_kwargs"],
+    )
+    with open_generator(spec, cache_dir, cache_writer, generator["batch_size"]) as llm:
         # One call over every run's prompts: a prompt shared by several runs is asked once.
-        table = generate(
-            engine,
-            everything,
-            sampling,
-            model=generator["model"],
-            batch_size=generator["batch_size"],
-            cache=cached,
+        table = generate_answers(
+            llm, everything, template.fingerprint, sampling, f"rag {dataset}/{split}"
         )
     log.info(
         "%d prompts over %d runs: %d generated in %.1f s, %d reused (cache, or shared)",
         len(everything),
         len(tables),
-        engine.generated,
-        engine.seconds,
-        len(everything) - engine.generated,
+        llm.generated,
+        llm.engine_seconds,
+        len(everything) - llm.generated,
     )
 
     meta = {
@@ -195,12 +183,13 @@ def answer_split(
         "prompt": {"id": template.id, "sha256": template.sha256},
         "model": generator["model"],
         "model_path": generator["path"],
+        "model_revision": llm.identity.revision,
         "engine": generator["engine"],
         "sampling": sampling,
         "questions": len(qids),
         "max_queries": questions["max_queries"],
         "seed": questions["seed"],
-        "vllm_version": vllm_version(),
+        "vllm_version": llm.identity.engine_version,
         "code_version": code_version,
     }
     write_table(chosen, questions_out, schemas.ANSWERS, meta)

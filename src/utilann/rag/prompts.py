@@ -1,127 +1,120 @@
-"""Versioned RAG prompt templates (package data under ``utilann/prompts/rag/``).
+"""RAG prompts from the top-k passages of a retrieval run (paper 4.4).
 
-A template is a JSON file ``<name>.v<version>.json`` holding a chat conversation whose
-contents may use two placeholders, ``{passages}`` (the top-k passages, one per line, each
-``title text``) and ``{question}``. Templates are files rather than strings in code so that a
-wording change is a new version, visible in review and recorded (name, version, SHA-256) in
-the metadata of every generation table; the LLM-call cache key hashes the rendered
-conversation, so a changed wording is never answered from an old cache.
-
-Shipped templates (digest 3.3.2 and 6.3: role turn, canned assistant acknowledgement, then
-passages and question):
-
-* ``short_answer`` - "a few words", for factoid QA (NQ, HotpotQA);
-* ``sentence`` - "one or a few sentences", for MS MARCO QA (the paper's committed wording).
+The retrieved passages go straight to the generator, in rank order and without a reranker.
+Everything up to the LLM call is pure data (:func:`build_requests`), so prompt building is
+tested without a model; :mod:`utilann.rag.job` sends the prompts through the shared cached
+generation loop (:mod:`utilann.llm.batch`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import string
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 
-PLACEHOLDERS = frozenset({"passages", "question"})
-ROLES = frozenset({"system", "user", "assistant"})
-_FILE_NAME = re.compile(r"^(?P<name>[a-z0-9_]+)\.v(?P<version>[0-9]+)\.json$")
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
+from utilann import schemas
+from utilann.llm.engine import Message
+from utilann.llm.templates import PromptTemplate
+from utilann.passages import format_passage
 
-class TemplateError(ValueError):
-    """A prompt template is missing or malformed."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PromptTemplate:
-    """A chat conversation with ``{passages}`` and ``{question}`` placeholders."""
+class GenerationRequest:
+    """The prompt of one query and the passages it shows."""
 
-    name: str
-    version: int
-    messages: tuple[tuple[str, str], ...]
-
-    @property
-    def id(self) -> str:
-        """``name.vN``: what generation metadata and logs name."""
-        return f"{self.name}.v{self.version}"
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the conversation itself, for rerun triggers and metadata."""
-        canonical = json.dumps([self.name, self.version, self.messages], ensure_ascii=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-    def render(self, question: str, passages: Sequence[str]) -> list[dict[str, str]]:
-        """The conversation for one query; passages are joined by newlines, as in the paper."""
-        values = {"passages": "\n".join(passages), "question": question.strip()}
-        return [
-            {"role": role, "content": content.format(**values)} for role, content in self.messages
-        ]
+    query_id: str
+    doc_ids: tuple[str, ...]
+    messages: list[Message]
 
 
-def format_passage(title: str | None, text: str) -> str:
-    """``title text``, stripped: how the authors show a passage to the LLM."""
-    return f"{(title or '').strip()} {text.strip()}".strip()
+def top_k(run: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The ``k`` best-ranked rows of each query of a RUN table, in rank order."""
+    if k < 1:
+        raise ValueError(f"top_k must be >= 1, got {k}")
+    ordered = run.sort_values(["query_id", "rank"], kind="stable")
+    return ordered.groupby("query_id", sort=False).head(k).reset_index(drop=True)
 
 
-def _template_dir() -> Traversable:
-    return files("utilann").joinpath("prompts").joinpath("rag")
+def load_passages(
+    corpus: str | os.PathLike[str] | pd.DataFrame, doc_ids: Iterable[str]
+) -> dict[str, str]:
+    """Formatted passages (``title text``) of ``doc_ids`` from a CORPUS table or shard directory.
 
-
-def _versions() -> dict[str, dict[int, Traversable]]:
-    found: dict[str, dict[int, Traversable]] = {}
-    for entry in _template_dir().iterdir():
-        match = _FILE_NAME.match(entry.name)
-        if match:
-            found.setdefault(match["name"], {})[int(match["version"])] = entry
-    return found
-
-
-def available_templates() -> list[str]:
-    """Every shipped template id (``name.vN``), sorted."""
-    return sorted(f"{name}.v{v}" for name, versions in _versions().items() for v in versions)
-
-
-def _parse(entry: Traversable, name: str, version: int) -> PromptTemplate:
-    try:
-        data = json.loads(entry.read_text(encoding="utf-8"))
-        messages = tuple((m["role"], m["content"]) for m in data["messages"])
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise TemplateError(
-            f"{entry.name}: not a template ({err!r}); expected 'messages'"
-        ) from None
-    if (data.get("name"), data.get("version")) != (name, version):
-        raise TemplateError(f"{entry.name}: declares {data.get('name')}.v{data.get('version')}")
-    if not messages:
-        raise TemplateError(f"{entry.name}: empty conversation")
-    used: set[str] = set()
-    for role, content in messages:
-        if role not in ROLES:
-            raise TemplateError(
-                f"{entry.name}: unknown role {role!r}; expected one of {sorted(ROLES)}"
-            )
-        used |= {field for _, field, _, _ in string.Formatter().parse(content) if field is not None}
-    if used != PLACEHOLDERS:
-        raise TemplateError(
-            f"{entry.name}: placeholders {sorted(used)}; expected {sorted(PLACEHOLDERS)}"
-        )
-    return PromptTemplate(name=name, version=version, messages=messages)
-
-
-def load_template(template: str) -> PromptTemplate:
-    """Load ``name.vN``, or the highest version of ``name``.
-
-    Raises:
-        TemplateError: unknown name or version (the message lists the shipped ones), or a
-            malformed file.
+    Only the requested rows are read from the shards, so an 8.8 M-passage corpus is never
+    loaded whole. A requested id missing from the corpus means the run and the corpus do not
+    belong together, and raises.
     """
-    name, _, version = template.partition(".v")
-    versions = _versions().get(name, {})
-    if not versions or (version and (not version.isdigit() or int(version) not in versions)):
-        raise TemplateError(
-            f"unknown RAG prompt template {template!r}; shipped: {available_templates()}"
+    wanted = sorted(set(map(str, doc_ids)))
+    if isinstance(corpus, pd.DataFrame):
+        rows = corpus[corpus["doc_id"].astype(str).isin(wanted)]
+    else:
+        table = ds.dataset(os.fspath(corpus), format="parquet").to_table(
+            columns=schemas.CORPUS.names, filter=pc.field("doc_id").isin(wanted)
         )
-    number = int(version) if version else max(versions)
-    return _parse(versions[number], name, number)
+        rows = table.to_pandas()
+    passages = {
+        str(doc_id): format_passage(title, text)
+        for doc_id, title, text in rows[schemas.CORPUS.names].itertuples(index=False)
+    }
+    missing = [d for d in wanted if d not in passages]
+    if missing:
+        raise KeyError(
+            f"{len(missing)} retrieved passage(s) are not in the corpus (e.g. {missing[:3]}): "
+            "is the run from another dataset?"
+        )
+    return passages
+
+
+def build_requests(
+    run: pd.DataFrame,
+    queries: pd.DataFrame,
+    passages: Mapping[str, str],
+    template: PromptTemplate,
+    k: int,
+    query_ids: Iterable[str] | None = None,
+) -> list[GenerationRequest]:
+    """One prompt per query from its top-``k`` passages.
+
+    Args:
+        run: RUN table (query_id, doc_id, rank, score).
+        queries: QUERIES table (query_id, text).
+        passages: formatted passage text by doc id (:func:`load_passages`).
+        template: the conversation to fill.
+        k: passages per prompt.
+        query_ids: the queries to answer (e.g. those with gold answers); None = every query
+            of the run. Queries the run retrieved nothing for are skipped (logged); the answer
+            metrics then score them as empty answers.
+    """
+    texts = dict(zip(queries["query_id"].astype(str), queries["text"]))
+    best = top_k(run, k)
+    lists = best.groupby("query_id", sort=False)["doc_id"].agg(list)
+    lists.index = lists.index.astype(str)
+    wanted = (
+        list(dict.fromkeys(map(str, query_ids))) if query_ids is not None else list(lists.index)
+    )
+    unknown = [q for q in wanted if q not in texts]
+    if unknown:
+        raise KeyError(
+            f"{len(unknown)} query id(s) have no text in the queries table (e.g. {unknown[:3]})"
+        )
+    requests = []
+    for qid in wanted:
+        if qid not in lists.index:
+            continue
+        doc_ids = tuple(map(str, lists[qid]))
+        messages = template.render(str(texts[qid]), [passages[d] for d in doc_ids])
+        requests.append(GenerationRequest(query_id=qid, doc_ids=doc_ids, messages=messages))
+    if len(requests) < len(wanted):
+        log.warning(
+            "%d of %d queries have no retrieved passage and are not asked",
+            len(wanted) - len(requests),
+            len(wanted),
+        )
+    return requests

@@ -14,11 +14,17 @@ from typing import Any
 
 import pandas as pd
 
+from utilann.annotate.steps import STEPS, uses_threshold
 from utilann.report.cells import grid, metric_values, significance_markers, target_label
 from utilann.report.table import ReportTable
 
-# TODO(arch-llm): read the step registry (display names of the label sources).
-LABEL_NAMES = {"human": "Human", "relsel": "RelSel", "utilsel": "UtilSel", "utilrank": "UtilRank"}
+
+def label_name(label_source: str) -> str:
+    """A label source's name in tables: Human, or the annotation step's title (registry)."""
+    if label_source == "human":
+        return "Human"
+    step = STEPS.get(label_source)
+    return step.title if step is not None and step.title else label_source
 
 
 @dataclass(frozen=True)
@@ -114,10 +120,10 @@ class ControlledGroup:
 
 
 def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's settings with the keys that cannot matter blanked (the UtilRank cut off UtilRank)."""
+    """A run's settings with the keys that cannot matter blanked (a threshold where the label
+    source is not cut by one)."""
     out = dict(spec)
-    # TODO(arch-llm): read the step registry (which label sources use a threshold).
-    if out.get("label_source") != "utilrank":
+    if not uses_threshold(str(out.get("label_source"))):
         out["utilrank_threshold"] = None
     return out
 
@@ -183,8 +189,11 @@ def describe_variant(spec: Mapping[str, Any], varying: Sequence[str]) -> str:
     elif {"label_source", "utilrank_threshold", "query_ratio", "union_ratio", "init_from"} & set(
         varying
     ):
-        name = LABEL_NAMES.get(str(spec.get("label_source")), str(spec.get("label_source")))
-        if spec.get("label_source") == "utilrank" and spec.get("utilrank_threshold") is not None:
+        name = label_name(str(spec.get("label_source")))
+        if (
+            uses_threshold(str(spec.get("label_source")))
+            and spec.get("utilrank_threshold") is not None
+        ):
             name += f" (k = {float(spec['utilrank_threshold']):g} %)"
         if float(spec.get("query_ratio", 1.0)) < 1.0:
             name += f", {_pct(spec['query_ratio'])} of queries"
@@ -216,9 +225,7 @@ def controlled_table(
     groups = controlled_groups(specs, exclude=[reference] if reference else [])
     rows: list[tuple[str, str, str]] = []
     if reference:
-        rows.append(
-            ("—", LABEL_NAMES.get(str(specs[reference].get("label_source")), reference), reference)
-        )
+        rows.append(("—", label_name(str(specs[reference].get("label_source"))), reference))
     for group in groups:
         rows += [
             (group.component, describe_variant(specs[r], group.varying), r) for r in group.runs

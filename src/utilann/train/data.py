@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from utilann.labels import derive_positives, split_empty
-from utilann.train.model import format_passage
+from utilann.labels import derive_positives, queries_without_positive
+from utilann.passages import format_passage
 from utilann.train.settings import TrainsetSettings
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ def build_trainset(
     if settings.needs_labels:
         if labels is None:
             raise ValueError(f"label_source {settings.label_source!r} needs the LLM labels table")
-        threshold = settings.utilrank_threshold if settings.label_source == "utilrank" else None
-        llm = set(_pairs(derive_positives(labels, settings.label_source, threshold)))
+        llm = set(_pairs(derive_positives(labels, settings.label_source, settings.threshold)))
         outside = llm - set(_pairs(pools))
         if outside:
             log.warning("%d LLM positives are not in the pools and are ignored", len(outside))
@@ -86,7 +85,7 @@ def build_trainset(
 
     positives = {(q, d) for q, d in positives if q in queries}
     pos_df = pd.DataFrame(sorted(positives), columns=["query_id", "doc_id"])
-    _, empty = split_empty(pos_df, pd.Series(sorted(queries)), settings.empty_policy)
+    empty = queries_without_positive(pos_df, queries)
     without = set(empty)
     n_selected = len(queries)
     dropped: set[str] = set()

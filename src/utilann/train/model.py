@@ -59,15 +59,6 @@ class BiEncoderConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def format_passage(title: str | None, text: str | None) -> str:
-    """The passage string the encoder reads: ``title + " " + text``, stripped.
-
-    This is how sentence-transformers' BEIR evaluation (and the authors' annotation prompts)
-    join the fields; training and corpus encoding must use the same string.
-    """
-    return f"{title or ''} {text or ''}".strip()
-
-
 class BiEncoder(nn.Module):
     """Shared-encoder bi-encoder over any ``transformers.AutoModel`` backbone."""
 

