@@ -1,7 +1,7 @@
 """Parsing LLM outputs by answer format (selection, ranking, text), recording how it went.
 
 A step's template declares its ``answer_format``; :func:`parse_output` reads an output in that
-format. The original code took every ``[n]`` anywhere in the output (digest 3.5), which
+format. The authors' code (process.ipynb) took every ``[n]`` anywhere in the output, which
 counts numbers inside ``<think>`` blocks and silently accepts junk. Here every output gets a
 status:
 
