@@ -4,8 +4,9 @@ The authors ran RelSel on 31 passages as two 16-passage prompts, each holding th
 positive as passage [1] plus 15 of the 30 negatives, and merged the two by keeping the human
 positive's label from the first window (the authors' process.ipynb). ``fixed_first``
 reproduces that (for any pool and window size: every window starts with all human positives,
-negatives are split evenly in pool order). ``shuffled`` removes the position bias: the whole pool is shuffled with a seed
-derived from ``(seed, query_id)`` and split evenly, so each passage is shown exactly once.
+negatives are split evenly in pool order). ``shuffled`` removes the position bias: the whole
+pool is shuffled with a seed derived from ``(seed, query_id)`` and split evenly, so each
+passage is shown exactly once.
 """
 
 from __future__ import annotations
