@@ -50,6 +50,13 @@ def measures_for(config: Config, dataset: str) -> list[str]:
     return list(dict.fromkeys([*config["evaluation"]["measures"], *extra]))
 
 
+def query_max_len(config: Config, dataset: str) -> int:
+    """Query token cap for searching ``dataset``: its ``dense.query_max_len_by_dataset`` entry
+    (ArguAna's queries are whole arguments), else ``dense.query_max_len``."""
+    dense = config["dense"]
+    return int(dense["query_max_len_by_dataset"].get(dataset, dense["query_max_len"]))
+
+
 def dense_runs(config: Config) -> list[str]:
     """Dense run names: the zero-shot backbone (when asked for) and the training runs."""
     training = config.get("training") or {}
@@ -138,20 +145,25 @@ def llm_model_made(config: Config, name: str) -> bool:
 
 
 def hub_llms(config: Config) -> dict[str, str]:
-    """{directory name: hub id} of the LLMs rule fetch_model downloads (annotator, generator)."""
-    names = [config["llm"]["model"], config["rag"]["generator"]["model"]]
+    """{directory name: hub id} of the LLMs rule fetch_model downloads (annotator, generator,
+    REPLUG scorer)."""
+    names = [
+        config["llm"]["model"],
+        config["rag"]["generator"]["model"],
+        config["replug"]["model"],
+    ]
     return {hub_slug(n): n for n in names if n and is_hub_id(n) and not packaged_llm(config, n)}
 
 
-def rag_generator(config: Config) -> dict[str, Any]:
-    """The generator LLM: ``rag.generator.model``, else the annotation LLM (``llm.model``).
+def llm_engine(config: Config, name: str | None) -> dict[str, Any]:
+    """LLM ``name`` (None = the annotation LLM ``llm.model``) with the annotation engine.
 
-    Either way it is loaded like the annotator (a name under ``llm.packaged`` is the directory
-    rule prepare_llm makes) and runs with the annotation engine settings (``llm.engine``,
+    It is loaded like the annotator (a name under ``llm.packaged`` is the directory rule
+    prepare_llm makes) and runs with the annotation engine settings (``llm.engine``,
     ``llm.env``, ``llm.chat_template_kwargs``): same backend, same hardware.
     """
     llm = config["llm"]
-    name = config["rag"]["generator"]["model"] or llm["model"]
+    name = name or llm["model"]
     engine = {k: v for k, v in llm["engine"].items() if k != "extra" and v is not None}
     return {
         "model": name,
@@ -160,6 +172,17 @@ def rag_generator(config: Config) -> dict[str, Any]:
         "env": dict(llm["env"]),
         "chat_template_kwargs": dict(llm["chat_template_kwargs"]),
     }
+
+
+def rag_generator(config: Config) -> dict[str, Any]:
+    """The generator LLM: ``rag.generator.model``, else the annotation LLM (:func:`llm_engine`)."""
+    return llm_engine(config, config["rag"]["generator"]["model"])
+
+
+def replug_scorer(config: Config) -> dict[str, Any]:
+    """The LM that scores REPLUG's answer likelihoods: ``replug.model``, else the annotation
+    LLM (:func:`llm_engine`)."""
+    return llm_engine(config, config["replug"]["model"])
 
 
 def rag_sampling(config: Config, target: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,6 +226,12 @@ def run_settings(specs: Mapping[str, RunSpec]) -> dict[str, dict[str, Any]]:
 def needs_annotation(specs: Mapping[str, RunSpec]) -> bool:
     """Whether some training run learns from LLM labels (the annotation stage then runs)."""
     return any(spec.trainset.needs_labels for spec in specs.values())
+
+
+def needs_replug(specs: Mapping[str, RunSpec]) -> bool:
+    """Whether some training run learns from REPLUG's answer likelihoods (rule replug_score
+    then runs on every pool shard)."""
+    return any(spec.trainset.needs_replug for spec in specs.values())
 
 
 def primary_target(config: Config) -> dict[str, Any] | None:

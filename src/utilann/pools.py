@@ -6,6 +6,16 @@ BM25 run (``source="bm25"``) or from the negatives shipped with the dataset
 (``source="dataset"``: Tevatron files). A passage judged relevant is never a negative.
 Pools are deterministic given the seed: the query sample and the shard assignment depend only
 on the sorted query ids and the seed.
+
+Order: the human positive(s) come first, then the negatives (``position`` 0, 1, ...). With
+``shuffle`` each query's positive list and negative list are shuffled, each on its own, as the
+authors shuffled the RepLLaMA file's lists with ``random.seed(0)`` before annotating
+(process.ipynb, first cell); ``source_rank`` keeps the rank before the shuffle. The shuffle
+happens here, once, so the annotation windows (which split the negatives in pool order under
+``fixed_first``) and training read the same order. Each query is shuffled by its own
+generator, seeded by ``(shuffle_seed, query_id)``: the order does not depend on the query
+sample, the sharding or the file order - the same kind of permutation as the authors', not
+their exact one (theirs depends on the position of every query in their file).
 """
 
 from __future__ import annotations
@@ -36,11 +46,15 @@ def build_pools(
     max_queries: int | None,
     seed: int,
     source: str,
+    shuffle: bool = False,
+    shuffle_seed: int = 0,
 ) -> pd.DataFrame:
     """Return the POOLS table for the training queries in ``qrels`` (one split).
 
     ``candidates`` is a ranked list (query_id, doc_id, rank): a BM25 run or the dataset's own
-    negatives. Queries without any positive judgement are skipped.
+    negatives. The top ``negatives`` are kept, then (``shuffle``) each query's positives and
+    negatives are shuffled separately (module docstring). Queries without any positive
+    judgement are skipped.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown pool source {source!r}; expected one of {SOURCES}")
@@ -57,12 +71,16 @@ def build_pools(
     )
     pos_by_query = positives.groupby("query_id")["doc_id"].agg(lambda s: sorted(set(s))).to_dict()
     rows: list[tuple] = []
+    negs_source = "bm25" if source == "bm25" else "file"
     for qid in qids:
-        entries = [(did, True, "human", 0) for did in pos_by_query[qid]]
+        humans = [(did, True, "human", 0) for did in pos_by_query[qid]]
         negs = [d for d in ranked.get(qid, []) if d not in judged.get(qid, set())][:negatives]
-        negs_source = "bm25" if source == "bm25" else "file"
-        entries += [(did, False, negs_source, rank) for rank, did in enumerate(negs, start=1)]
-        rows += [(qid, texts[qid], pos, *entry) for pos, entry in enumerate(entries)]
+        others = [(did, False, negs_source, rank) for rank, did in enumerate(negs, start=1)]
+        if shuffle:
+            rng = random.Random(f"{shuffle_seed}:{qid}")
+            rng.shuffle(humans)
+            rng.shuffle(others)
+        rows += [(qid, texts[qid], pos, *entry) for pos, entry in enumerate(humans + others)]
     pools = pd.DataFrame(
         rows,
         columns=[

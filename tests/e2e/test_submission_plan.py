@@ -23,7 +23,14 @@ pytestmark = pytest.mark.e2e
 
 PAPER = REPO / "config" / "experiments" / "msmarco-paper.yaml"
 PARTITIONS = REPO / "profiles" / "slurm" / "partitions.example.yaml"
-GPU_RULES = {"annotate_shard", "rag_generate", "train", "encode_corpus", "dense_search"}
+GPU_RULES = {
+    "annotate_shard",
+    "replug_score",
+    "rag_generate",
+    "train",
+    "encode_corpus",
+    "dense_search",
+}
 
 
 def submission_plan(
@@ -149,14 +156,16 @@ def plan(tmp_path_factory):
 def test_every_gpu_rule_of_the_paper_config_is_planned(plan):
     assert set(plan) == GPU_RULES | {"local"}
     counts = {rule: len(jobs) for rule, jobs in plan.items() if rule != "local"}
-    # 64 annotation shards; 36 trained runs (+ zero-shot) x 8 MS MARCO shards + 7 one-shard
-    # corpora; every run searched on 10 targets (MS MARCO dev/DL19/DL20, 6 BEIR, NQ-oracle).
+    # 64 annotation shards, each also scored for REPLUG; 48 trained runs (+ zero-shot) x 8
+    # MS MARCO shards + 7 one-shard corpora; every run searched on 10 targets (MS MARCO
+    # dev/DL19/DL20, 6 BEIR, NQ-oracle).
     assert counts == {
         "annotate_shard": 64,
+        "replug_score": 64,
         "rag_generate": 1,
-        "train": 36,
-        "encode_corpus": 37 * (8 + 7),
-        "dense_search": 37 * 10,
+        "train": 48,
+        "encode_corpus": 49 * (8 + 7),
+        "dense_search": 49 * 10,
     }
 
 
@@ -164,6 +173,7 @@ def test_vllm_jobs_get_tensor_parallel_gpus_and_a_cpu_per_worker(plan, paper):
     tp = paper["llm"]["engine"]["tensor_parallel_size"]
     for rule, where in (
         ("annotate_shard", paper["annotation"]["resources"]),
+        ("replug_score", paper["replug"]["resources"]),
         ("rag_generate", paper["rag"]["generator"]["resources"]),
     ):
         for _, line in plan[rule]:
@@ -201,7 +211,7 @@ def test_encoding_and_search_use_one_gpu_each(plan, paper):
             evaluated += with_evaluation
             assert int(opts["-t"]) == res["runtime"] + 30 * with_evaluation, line
     # Every run on the 9 evaluation targets; NQ-oracle (a RAG target only) is not evaluated.
-    assert evaluated == 37 * len(paper["evaluation"]["targets"]) == 37 * 9
+    assert evaluated == 49 * len(paper["evaluation"]["targets"]) == 49 * 9
 
 
 def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
@@ -223,8 +233,8 @@ def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
     fetched = {
         str(f) for job, _ in plan["local"] if job.rule.name == "fetch_model" for f in job.output
     }
-    assert fetched == {qwen}  # once, for 64 annotation jobs and the RAG job
-    for rule in ("annotate_shard", "rag_generate"):
+    assert fetched == {qwen}  # once, for 64 annotation + 64 REPLUG jobs and the RAG job
+    for rule in ("annotate_shard", "replug_score", "rag_generate"):
         assert all(qwen in map(str, job.input) for job, _ in plan[rule])
 
 

@@ -134,8 +134,9 @@ def test_run_settings_and_whether_the_annotation_stage_runs():
     cfg = config(
         training={
             "runs": {
-                "human": {"loss": "SingleLH", "positive_sampling": "pos_one"},
+                "human": {"loss": "SingleLH", "positive_sampling": "single"},
                 "utilrank": {"label_source": "utilrank", "utilrank_threshold": 20},
+                "replug": {"label_source": "replug", "loss": "KLDiv"},
             }
         }
     )
@@ -146,6 +147,24 @@ def test_run_settings_and_whether_the_annotation_stage_runs():
     assert settings["human"]["init_from"] is None and settings["human"]["lr"] == 3e-5
     assert plan.needs_annotation(specs)
     assert not plan.needs_annotation({"human": specs["human"]})
+    assert not plan.needs_annotation({"replug": specs["replug"]})
+    assert plan.needs_replug(specs) and not plan.needs_replug({"human": specs["human"]})
+    assert settings["replug"]["replug_temperature"] == 1.0
+    assert settings["utilrank"]["replug_temperature"] is None
+
+
+def test_replug_scorer_is_the_annotation_llm_unless_named():
+    assert plan.replug_scorer(config()) == plan.rag_generator(config())
+    named = plan.replug_scorer(config(replug={"model": "meta-llama/Llama-3.1-8B"}))
+    assert named["path"] == "resources/models/hub/meta-llama--Llama-3.1-8B"
+    assert "meta-llama--Llama-3.1-8B" in plan.hub_llms(
+        config(replug={"model": "meta-llama/Llama-3.1-8B"})
+    )
+
+
+def test_query_max_len_per_dataset():
+    cfg = config(dense={"query_max_len": 32, "query_max_len_by_dataset": {"nq": 64}})
+    assert plan.query_max_len(cfg, "nq") == 64 and plan.query_max_len(cfg, "scifact") == 32
 
 
 def test_report_settings_gather_what_the_tables_need():

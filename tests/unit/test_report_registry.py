@@ -27,9 +27,9 @@ def spec(label_source, loss, positive_sampling, **extra):
 
 
 SPECS = {
-    "human": spec("human", "SingleLH", "pos_one"),
+    "human": spec("human", "SingleLH", "single"),
     "utilsel": spec("utilsel", "SumMargLH", "pos_all"),
-    "utilrank": spec("utilrank", "Rand1LH", "pos_one", utilrank_threshold=10.0),
+    "utilrank": spec("utilrank", "Rand1LH", "single", utilrank_threshold=10.0),
 }
 
 SETTINGS = R.ReportSettings(
@@ -86,8 +86,8 @@ def test_each_table_and_figure_follows_its_config_condition():
     # Figure 3a needs one run continued with human labels at two ratios
     cl = {
         **SPECS,
-        "cl20": spec("human", "SingleLH", "pos_one", init_from="utilsel", query_ratio=0.2),
-        "cl100": spec("human", "SingleLH", "pos_one", init_from="utilsel"),
+        "cl20": spec("human", "SingleLH", "single", init_from="utilsel", query_ratio=0.2),
+        "cl100": spec("human", "SingleLH", "single", init_from="utilsel"),
     }
     assert keys(R.figures_for(dataclasses.replace(full, specs=cl)))[-1] == "fig3a_human_ratio"
 

@@ -62,6 +62,7 @@ MODELS = config["paths"]["models"]
 TRAIN_CODE_VERSION = 1
 DENSE_CODE_VERSION = 1
 RAG_CODE_VERSION = 1
+REPLUG_CODE_VERSION = 1
 
 EVAL_TARGETS = plan.eval_targets(config)
 DENSE_RUNS = plan.dense_runs(config)
@@ -178,6 +179,11 @@ def llm_model_input(name):
 def annotation_shard_files(name):
     """`name` (labels.parquet, raw.parquet, ...) of every annotation shard."""
     return expand(f"{ANN}/shard-{{shard}}/{name}", shard=pool_shards())
+
+
+def replug_shard_files():
+    """REPLUG's answer likelihoods of every pool shard."""
+    return expand(f"{EXP}/replug/shard-{{shard}}.parquet", shard=pool_shards())
 
 
 def annotation_prompts():
@@ -314,10 +320,13 @@ def get_backbone_name(wildcards):
 
 
 def get_trainset_input(wildcards):
-    """Pools always; the LLM labels only for runs trained on them."""
+    """Pools always; the LLM labels or REPLUG's likelihoods only for runs trained on them."""
     inputs = {"pools": pool_files()}
-    if RUN_SPECS[wildcards.run].trainset.needs_labels:
+    trainset = RUN_SPECS[wildcards.run].trainset
+    if trainset.needs_labels:
         inputs["labels"] = f"{ANN}/labels.parquet"
+    if trainset.needs_replug:
+        inputs["replug"] = replug_shard_files()
     return inputs
 
 
@@ -362,11 +371,17 @@ def _encoding(wildcards, max_len):
 
 
 def get_passage_encoding(wildcards):
-    return _encoding(wildcards, DENSE["passage_max_len"])
+    """Passages: also the run's passage format, the one its training passages had."""
+    spec = ZEROSHOT if wildcards.run == "zeroshot" else RUN_SPECS[wildcards.run]
+    return {
+        **_encoding(wildcards, DENSE["passage_max_len"]),
+        **spec.passage_format(),
+    }
 
 
 def get_query_encoding(wildcards):
-    return _encoding(wildcards, DENSE["query_max_len"])
+    """Queries: dense.query_max_len, or the dataset's query_max_len_by_dataset entry."""
+    return _encoding(wildcards, plan.query_max_len(config, wildcards.dataset))
 
 
 def get_encode_shard(wildcards):
@@ -385,6 +400,48 @@ def get_corpus_embeddings(wildcards):
         f"{EXP}/dense/{wildcards.run}/{wildcards.dataset}/emb-{{eshard}}.parquet",
         eshard=range(get_encode_shards(wildcards)),
     )
+
+
+def get_replug_answers(wildcards):
+    """The training queries' gold answers: `replug.answers` (path, format), else the training
+    dataset's ingested ANSWERS table (format null)."""
+    answers = config["replug"]["answers"]
+    if answers:
+        return {"path": answers["path"], "format": answers["format"]}
+    return {"path": f"{DATA}/{TRAIN_DS}/answers.parquet", "format": None}
+
+
+def get_replug_score_input(wildcards):
+    """The pool shard, the training queries' texts, the scoring LM, and the gold answers.
+
+    An external answers file (MS MARCO QA's train JSON) is an input once it exists; before,
+    the dry run still plans the job, and the job says where the file must go.
+    """
+    answers = get_replug_answers(wildcards)
+    inputs = {
+        "pools": f"{EXP}/pools/shard-{wildcards.shard}.parquet",
+        "queries": f"{DATA}/{TRAIN_DS}/queries.parquet",
+    }
+    if answers["format"] is None or os.path.exists(answers["path"]):
+        inputs["answers"] = answers["path"]
+    model = llm_model_input(plan.replug_scorer(config)["model"])
+    if model:
+        inputs["model"] = model
+    return inputs
+
+
+def get_replug_scorer(wildcards):
+    return plan.replug_scorer(config)
+
+
+def get_replug_prompt(wildcards):
+    """The template id and hash: a reworded template rescores."""
+    template = load_template_id(config["replug"]["prompt"])
+    return {"id": template.id, "sha256": template.sha256}
+
+
+def get_replug_cache_writer(wildcards):
+    return f"replug.{config['experiment']}.shard-{wildcards.shard}"
 
 
 def get_hub_repo_id(wildcards):

@@ -27,5 +27,7 @@ rule build_pools:
         negatives=POOLS["negatives"],
         max_queries=POOLS["max_queries"],
         seed=POOLS["seed"],
+        shuffle=POOLS["shuffle"],
+        shuffle_seed=POOLS["shuffle_seed"],
     script:
         "../scripts/build_pools.py"
