@@ -203,7 +203,9 @@ class VLLMChat:
         the same way). One forward pass with prompt logprobs yields every continuation
         token's log-probability; the result's text is their JSON list
         (:func:`continuation_logprobs`). Prompts that do not fit come back as
-        :data:`PROMPT_TOO_LONG`.
+        :data:`PROMPT_TOO_LONG`. vLLM does not read the prefix cache for a request with
+        prompt logprobs (``SamplingParams.skip_reading_prefix_cache``, so that every prompt
+        position gets its log-probability): scoring pays the full prefill of each prompt.
         """
         from vllm.inputs import TokensPrompt
 
