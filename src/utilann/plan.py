@@ -143,6 +143,14 @@ def hub_llms(config: Config) -> dict[str, str]:
     return {hub_slug(n): n for n in names if n and is_hub_id(n) and not packaged_llm(config, n)}
 
 
+def annotation_decoding(config: Config, steps: Sequence[str]) -> dict[str, str]:
+    """``annotation.decoding`` as ``{step: free | constrained}`` for the cascade's ``steps``."""
+    decoding = config["annotation"]["decoding"]
+    if isinstance(decoding, str):
+        return dict.fromkeys(steps, decoding)
+    return {step: decoding.get(step, "free") for step in steps}
+
+
 def rag_generator(config: Config) -> dict[str, Any]:
     """The generator LLM: ``rag.generator.model``, else the annotation LLM (``llm.model``).
 

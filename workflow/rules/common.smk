@@ -190,6 +190,13 @@ def annotation_prompts():
     return {**selected, "sha256": {step: t.sha256 for step, t in templates.items()}}
 
 
+def annotation_decoding():
+    """{step: free | constrained} of the cascade's steps (annotation.decoding)."""
+    return plan.annotation_decoding(
+        config, cascade_steps(config["annotation"]["strategies"])
+    )
+
+
 def encoder_dir(backbone):
     return f"{MODELS}/encoders/{backbone_slug(backbone)}"
 
