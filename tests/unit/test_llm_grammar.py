@@ -168,3 +168,16 @@ def test_constrained_sampling_carries_the_grammar_into_vllm():
     params = sampling_params(sampling)
     assert isinstance(params.structured_outputs, StructuredOutputsParams)
     assert params.structured_outputs.grammar == sampling["structured_outputs"]["grammar"]
+
+
+def test_a_constrained_job_starts_its_engine_with_the_grammar_backend():
+    from utilann.annotate.job import engine_kwargs
+    from utilann.llm.grammar import BACKEND
+
+    assert engine_kwargs({"dtype": "bfloat16"}, False) == {"dtype": "bfloat16"}
+    assert engine_kwargs({"dtype": "bfloat16"}, True) == {
+        "dtype": "bfloat16",
+        "structured_outputs_config": {"backend": BACKEND},
+    }
+    mine = {"structured_outputs_config": {"backend": "xgrammar"}}  # the config's choice wins
+    assert engine_kwargs(mine, True) == mine

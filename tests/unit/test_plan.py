@@ -166,3 +166,16 @@ def test_an_undeclared_dataset_is_named_in_the_error():
         ValueError, match=r"'msmarco' is used but not declared .*\['nq', 'scifact'\]"
     ):
         plan.dataset_entry(config(), "msmarco")
+
+
+def test_annotation_decoding_per_step():
+    steps = ("relsel", "answer", "utilsel")
+    assert plan.annotation_decoding(config(), steps) == dict.fromkeys(steps, "free")
+    cfg = config(annotation={"decoding": "constrained"})
+    assert plan.annotation_decoding(cfg, steps) == dict.fromkeys(steps, "constrained")
+    cfg = config(annotation={"decoding": {"relsel": "constrained", "utilrank": "constrained"}})
+    assert plan.annotation_decoding(cfg, steps) == {
+        "relsel": "constrained",
+        "answer": "free",
+        "utilsel": "free",
+    }
