@@ -1,8 +1,8 @@
 """Constrained decoding: a grammar that admits only the answer a step's template asks for.
 
-For one call, :func:`answer_grammar` turns the template's :class:`~utilann.llm.templates.AnswerSyntax`
-and the number of passages shown into a grammar for vLLM's structured outputs, so the LLM
-can only write:
+For one call, :func:`answer_grammar` turns the template's
+:class:`~utilann.llm.templates.AnswerSyntax` and the number of passages shown into a grammar
+for vLLM's structured outputs, so the LLM can only write:
 
 * ``selection`` - a set of distinct shown ids, in ascending order (``My selection: [1],[4]``),
   or the empty selection where the template allows one (``My selection: []``); a plain
