@@ -36,6 +36,20 @@ def dataset_entry(config: Config, name: str) -> Mapping[str, Any]:
         ) from None
 
 
+def remove_query(config: Config, dataset: str) -> bool:
+    """Whether runs on ``dataset`` drop the query's own document id (``datasets.*.remove_query``).
+
+    Unset, it follows the dataset's layout: on for BEIR datasets (BEIR's evaluator ignores
+    identical query and document ids by default, pyserini's BEIR regressions pass
+    ``--remove-query``; it matters where queries are corpus documents: ArguAna, Quora), off for
+    MS MARCO and Tevatron files, whose query and passage ids are separate number spaces (query
+    1048585 and passage 1048585 are unrelated).
+    """
+    entry = dataset_entry(config, dataset)
+    chosen = entry.get("remove_query")
+    return entry["format"] == "beir" if chosen is None else bool(chosen)
+
+
 # --- retrieval -----------------------------------------------------------------------------
 
 

@@ -295,6 +295,11 @@ def get_pool_candidates(wildcards):
     return f"{EXP}/runs/bm25/{train['dataset']}.{train['split']}.parquet"
 
 
+def get_remove_query(wildcards):
+    """Whether this dataset's runs drop the query's own document (datasets.*.remove_query)."""
+    return plan.remove_query(config, wildcards.dataset)
+
+
 def get_measures(wildcards):
     """ir_measures names a run is evaluated with on this dataset."""
     return plan.measures_for(config, wildcards.dataset)
