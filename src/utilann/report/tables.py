@@ -205,20 +205,23 @@ def accuracy_table(
 ) -> ReportTable:
     """Table 9: runs x Top-k answer accuracy (``Acc@k`` shown as the paper's "Top20" ...)."""
     values, markers = metric_values(metrics), significance_markers(significance)
-    rows = present_runs(values, runs)
     columns = [(t["dataset"], t["split"], f"Acc@{k}") for t in targets for k in t["cutoffs"]]
-    data, marks = grid(values, markers, rows, columns, lambda r, c: (r, *c))
-    labels = pd.MultiIndex.from_tuples(
-        [(target_label(d, s), f"Top{m.split('@')[1]}") for d, s, m in columns]
+    table = _runs_by_target(
+        values,
+        markers,
+        runs,
+        columns,
+        "Table 9: top-k retrieval accuracy (a top-k passage contains a gold answer)",
+        notes,
     )
-    data.columns = marks.columns = labels
-    data.index = marks.index = pd.Index(rows, name="run")
-    return ReportTable(
-        title="Table 9: top-k retrieval accuracy (a top-k passage contains a gold answer)",
-        values=data,
-        markers=marks,
-        notes=list(notes),
-    )
+    if columns:
+        shown = pd.MultiIndex.from_tuples(
+            [(target_label(d, s), m.replace("Acc@", "Top")) for d, s, m in columns]
+        )
+        table.values.columns = shown
+        assert table.markers is not None
+        table.markers.columns = shown
+    return table
 
 
 # --- Table 13: RAG with top 1 vs top k -----------------------------------------------------
