@@ -11,7 +11,6 @@ localrules:
     check_reproduction,
     significance,
     average_subsets,
-    evaluate_hybrid,
 
 
 rule evaluate_run:
@@ -37,7 +36,9 @@ rule evaluate_run:
 
 
 # The Hybrid Test's target scores the runs of its split on golden qrels that the judge made
-# from those runs: outside group "search" (it cannot run in the job that made its run).
+# from those runs, so it cannot be in group "search" (the job that made its run): it is in
+# group "hybrid" with the judge, whose job evaluates every run once the qrels are written (a
+# rule in a group is never a local rule, and one job beats one per run).
 ruleorder: evaluate_hybrid > evaluate_run
 
 

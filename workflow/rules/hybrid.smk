@@ -8,8 +8,9 @@
 #   {EXP}/hybrid/qrels.parquet       golden qrels: human + judge positives, split <split>-hybrid
 #   {EXP}/hybrid/manifest.json       judge model, template, calls, pool statistics
 #
-# Every run is then evaluated on the golden qrels by rule evaluate_run, as the target
-# (<dataset>, <split>-hybrid), with evaluation.hybrid.measures (MRR@10, nDCG@10).
+# Every run is then evaluated on the golden qrels by rule evaluate_hybrid (evaluate.smk), as
+# the target (<dataset>, <split>-hybrid), with evaluation.hybrid.measures (MRR@10, nDCG@10);
+# on a cluster in the judge's job (group "hybrid").
 
 HYBRID_RESOURCES = HYBRID_CFG["judge"]["resources"]
 HYBRID_GPUS = vllm_gpus(
@@ -57,6 +58,8 @@ rule hybrid_judge:
         f"{LOGS}/hybrid/judge.log",
     benchmark:
         f"{BENCH}/hybrid/judge.tsv"
+    group:
+        "hybrid"
     conda:
         job_env("llm", HYBRID_GPUS)
     threads: HYBRID_RESOURCES["cpus"]
