@@ -140,6 +140,20 @@ def test_packaged_templates_ask_for_the_default_syntax():
             assert template.answer_syntax == SELECTION
             assert "My selection:" in template.final
         assert load_template("utilrank", version).answer_syntax == RANKING
+    assert load_template("utilrank", "v2").answer_syntax == RANKING
+
+
+@pytest.mark.parametrize("name", ["relsel", "utilsel"])
+def test_v2_selection_grammar_is_the_format_its_prompt_asks_for(name):
+    template = load_template(name, "v2")
+    assert "My selection:[[i],[j],...]" in template.final
+    grammar = answer_grammar(template.answer_syntax, 5)
+    for good, ids in [("My selection:[[1],[4]]", (1, 4)), ("My selection:[]", ())]:
+        assert admits(grammar, good), good
+        parsed = parse_output("selection", good, 5)
+        assert (parsed.ids, parsed.status) == (ids, "ok")
+    for bad in ["My selection: [1],[4]", "My selection:[[1],[4]", "My selection:[1]]"]:
+        assert not admits(grammar, bad), bad
 
 
 def test_template_answer_key_overrides_the_defaults_and_is_checked():

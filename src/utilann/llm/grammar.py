@@ -62,16 +62,16 @@ def _selection(syntax: AnswerSyntax, n: int) -> str:
         + "".join(f"(?:{sep}{_item(syntax, str(j))})?" for j in range(first + 1, n + 1))
         for first in range(1, n + 1)
     ]
+    ids = f"(?:{'|'.join(alternatives)}){_rx(syntax.suffix)}"
     if syntax.empty is not None:
-        alternatives.insert(0, _rx(syntax.empty))
-    return f"ANSWER: /{_rx(syntax.prefix)}(?:{'|'.join(alternatives)})/"
+        ids = f"(?:{_rx(syntax.empty)}|{ids})"
+    return f"ANSWER: /{_rx(syntax.prefix)}{ids}/"
 
 
 def _ranking(syntax: AnswerSyntax, n: int) -> str:
     any_id = _item(syntax, "(?:" + "|".join(str(i) for i in range(1, n + 1)) + ")")
-    items = f"/{_rx(syntax.prefix)}{any_id}" + (
-        f"(?:{_rx(syntax.separator)}{any_id}){{{n - 1}}}/" if n > 1 else "/"
-    )
+    repeat = f"(?:{_rx(syntax.separator)}{any_id}){{{n - 1}}}" if n > 1 else ""
+    items = f"/{_rx(syntax.prefix)}{any_id}{repeat}{_rx(syntax.suffix)}/"
     if n > EXACT_RANKING_MAX:
         return f"ANSWER: {items}"
     repeats = [

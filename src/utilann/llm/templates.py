@@ -32,10 +32,11 @@ passage, a closing instruction):
                    decoding builds its grammar from (:mod:`utilann.llm.grammar`): ``prefix``
                    (selection default ``"My selection: "``), ``item`` (how one passage number
                    is written, default ``"[{id}]"``), ``separator`` (``","`` for a selection,
-                   ``" > "`` for a ranking), ``empty`` (an empty selection, default ``"[]"``;
+                   ``" > "`` for a ranking), ``suffix`` (after the last id, default ``""``),
+                   ``empty`` (what follows ``prefix`` in an empty selection, default ``"[]"``;
                    null = the template does not allow one), ``max_chars`` (a text answer's
-                   length bound, default 1000). The defaults are what the packaged templates
-                   ask for and what the parser (:mod:`utilann.annotate.parse`) reads.
+                   length bound, default 1000). The defaults are what the v1 templates ask
+                   for; every form is one the parser (:mod:`utilann.annotate.parse`) reads.
 
 Placeholders: ``{num}`` ``{query}`` ``{answer}`` ``{passages}`` ``{index}`` ``{passage}``;
 write ``{{``/``}}`` for literal braces. Query, passage and answer text are substituted as
@@ -94,6 +95,7 @@ class AnswerSyntax:
     prefix: str = ""
     item: str = "[{id}]"
     separator: str = ","
+    suffix: str = ""
     empty: str | None = None
     max_chars: int = 1000
 
@@ -112,7 +114,7 @@ class AnswerSyntax:
         base = cls.default(answer_format)
         if raw is None:
             return base
-        allowed = {"prefix", "item", "separator", "empty", "max_chars"}
+        allowed = {"prefix", "item", "separator", "suffix", "empty", "max_chars"}
         if not isinstance(raw, dict) or set(raw) - allowed:
             raise TemplateError(f"{where}: `answer` must be a mapping with keys {sorted(allowed)}")
         syntax = cls(**{**vars(base), **raw, "answer_format": answer_format})
