@@ -29,6 +29,7 @@ include: "workflow/rules/replug.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/dense.smk"
 include: "workflow/rules/rag.smk"
+include: "workflow/rules/hybrid.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/evaluate.smk"
 

@@ -141,7 +141,7 @@ def score_pool_shard(
     ``replug_score``); write REPLUG_SCORES and return the counts.
 
     ``scorer``: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``,
-    ``env`` and ``chat_template_kwargs`` (:func:`utilann.plan.llm_engine`).
+    ``env`` and ``chat_template_kwargs`` (:func:`utilann.plan.llm_job`).
     """
     pools = read_table(pools_path)
     answers = read_gold_answers(answers_path, answers_format, queries_path)

@@ -96,6 +96,15 @@ class CachedGenerator:
         """Whether the engine was started (some request missed the cache)."""
         return self._backend is not None
 
+    def prefix_cache(self) -> dict[str, Any] | None:
+        """vLLM's prefix-cache queries, hits and hit rate in prompt tokens (None: no engine)."""
+        stats = getattr(self._backend, "prefix_cache_stats", None)
+        if stats is None:
+            return None
+        counts = stats()
+        rate = counts["hits"] / counts["queries"] if counts["queries"] else None
+        return {**counts, "hit_rate": rate}
+
     def key(self, request: Request) -> str:
         return request_key(
             self.identity, request.template, request.sampling, request.messages, request.mode

@@ -95,7 +95,12 @@ def sampling_params(sampling: Sampling) -> Any:
     """
     from vllm import SamplingParams
 
-    return SamplingParams(**{k: v for k, v in sampling.items() if v is not None})
+    params = {k: v for k, v in sampling.items() if v is not None}
+    if isinstance(params.get("structured_outputs"), Mapping):
+        from vllm.sampling_params import StructuredOutputsParams
+
+        params["structured_outputs"] = StructuredOutputsParams(**params["structured_outputs"])
+    return SamplingParams(**params)
 
 
 def vllm_version() -> str:
@@ -130,11 +135,20 @@ class VLLMChat:
         from vllm import LLM  # heavy import, only when an engine is really wanted
 
         self.model_path = model_path
-        self.llm = LLM(model=model_path, **engine_kwargs)
+        # stats on: vLLM then counts prefix-cache queries and hits (prefix_cache_stats)
+        self.llm = LLM(model=model_path, **{"disable_log_stats": False, **engine_kwargs})
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self._special = _special_token_strings(self.tokenizer)
+
+    def prefix_cache_stats(self) -> dict[str, int]:
+        """Prompt tokens looked up in vLLM's prefix cache and found there, since start-up."""
+        counters = {m.name: getattr(m, "value", 0) for m in self.llm.get_metrics()}
+        return {
+            "queries": int(counters.get("vllm:prefix_cache_queries", 0)),
+            "hits": int(counters.get("vllm:prefix_cache_hits", 0)),
+        }
 
     def render(self, conversation: Conversation) -> list[int]:
         """Token ids of ``conversation`` under the model's chat template, ready to generate."""
