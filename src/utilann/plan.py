@@ -148,7 +148,8 @@ def rag_generator(config: Config) -> dict[str, Any]:
 
     Either way it is loaded like the annotator (a name under ``llm.packaged`` is the directory
     rule prepare_llm makes) and runs with the annotation engine settings (``llm.engine``,
-    ``llm.env``, ``llm.chat_template_kwargs``): same backend, same hardware.
+    ``llm.env``, ``llm.chat_template_kwargs``, ``llm.backend``, ``llm.transformers``): same
+    backend, same hardware.
     """
     llm = config["llm"]
     name = config["rag"]["generator"]["model"] or llm["model"]
@@ -159,6 +160,8 @@ def rag_generator(config: Config) -> dict[str, Any]:
         "engine": {**engine, **(llm["engine"].get("extra") or {})},
         "env": dict(llm["env"]),
         "chat_template_kwargs": dict(llm["chat_template_kwargs"]),
+        "backend": llm["backend"],
+        "transformers": dict(llm["transformers"]),
     }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from utilann.llm.backends import resolve
 from utilann.llm.cache import GenerationCache, ModelIdentity, request_key
 from utilann.llm.engine import PROMPT_TOO_LONG, ChatBackend, Conversation, EngineSpec, Generation
 
@@ -155,6 +156,8 @@ def open_generator(
     spec: EngineSpec, cache_dir: str | os.PathLike[str], writer: str, chunk_size: int
 ) -> Iterator[CachedGenerator]:
     """A :class:`CachedGenerator` for an LLM job: its own file ``writer`` in ``cache_dir``, the
-    engine of ``spec`` (started on the first miss), ``chunk_size`` prompts per engine call."""
+    engine of ``spec`` with its backend and dtype decided for this machine (logged; started on
+    the first miss), ``chunk_size`` prompts per engine call."""
+    spec = resolve(spec)
     with GenerationCache(cache_dir, writer) as cache:
         yield CachedGenerator(cache, ModelIdentity.resolve(spec), spec.start, chunk_size)

@@ -2,7 +2,9 @@
 
 Key (:func:`request_key`) = SHA-256 of everything that decides a completion: the model and
 its revision (a content fingerprint of a local model directory, the commit of a hub model),
-the engine version, dtype, tensor-parallel size and quantization, the chat-template
+the backend (vLLM or transformers: their kernels differ, so greedy outputs can differ at
+numerical ties) and its version, the dtype the engine really runs in (``auto`` resolved on
+the job's machine), tensor-parallel size and quantization, the chat-template
 variables, the prompt template (name and content hash), the canonical sampling parameters and
 the rendered conversation (which holds the template wording, query, passage texts and any
 pseudo-answer). So a rerun, a resume after a crash, or another experiment asking the same
@@ -34,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utilann.llm.engine import Conversation, EngineSpec, Generation, Sampling, vllm_version
+from utilann.llm.engine import Conversation, EngineSpec, Generation, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +74,30 @@ class ModelIdentity:
     tensor_parallel_size: int = 1
     quantization: str | None = None
     chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    backend: str = "vllm"
 
     @classmethod
     def resolve(cls, spec: EngineSpec) -> ModelIdentity:
-        """The identity of the engine ``spec`` starts."""
+        """The identity of the engine ``spec`` starts; ``spec`` is resolved for this machine
+        (:func:`utilann.llm.backends.resolve`): a key must hold what runs, not ``auto``."""
+        from utilann.llm.backends import get_backend
+
         engine = spec.engine
+        dtype = str(engine.get("dtype", "auto"))
+        if spec.backend == "auto" or dtype == "auto":
+            raise ValueError(
+                f"unresolved engine (backend {spec.backend!r}, dtype {dtype!r}): "
+                "call utilann.llm.backends.resolve first"
+            )
         return cls(
             model=spec.model,
             revision=model_revision(spec.path, engine.get("revision")),
-            engine_version=vllm_version(),
-            dtype=str(engine.get("dtype", "auto")),
+            engine_version=get_backend(spec.backend).version(),
+            dtype=dtype,
             tensor_parallel_size=int(engine.get("tensor_parallel_size") or 1),
             quantization=engine.get("quantization"),
             chat_template_kwargs=dict(spec.chat_template_kwargs),
+            backend=spec.backend,
         )
 
     def as_dict(self) -> dict[str, Any]:

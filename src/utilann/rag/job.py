@@ -106,9 +106,10 @@ def answer_split(
 
     ``target``: ``top_k`` and ``prompt`` (template id); ``questions``: ``answers_format`` (null =
     ``answers_path`` is the dataset's ingested ANSWERS table), ``max_queries``, ``seed``;
-    ``generator``: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``
-    (``vllm.LLM`` arguments), ``env`` (set before the engine starts), ``chat_template_kwargs``,
-    ``sampling`` and ``batch_size`` (prompts per engine call).
+    ``generator``: ``model`` (identity in cache keys), ``path`` (what the engine loads),
+    ``engine`` (``vllm.LLM`` arguments), ``env`` (set before the engine starts),
+    ``chat_template_kwargs``, ``backend`` and ``transformers`` (``llm.backend``,
+    ``llm.transformers``), ``sampling`` and ``batch_size`` (prompts per engine call).
     """
     queries = read_table(queries_path)
     qrels = read_table(qrels_path)
@@ -161,6 +162,8 @@ def answer_split(
         generator["engine"],
         generator["env"],
         generator["chat_template_kwargs"],
+        backend=generator["backend"],
+        transformers=generator["transformers"],
     )
     with open_generator(spec, cache_dir, cache_writer, generator["batch_size"]) as llm:
         # One call over every run's prompts: a prompt shared by several runs is asked once.
@@ -189,7 +192,9 @@ def answer_split(
         "questions": len(qids),
         "max_queries": questions["max_queries"],
         "seed": questions["seed"],
-        "vllm_version": llm.identity.engine_version,
+        "backend": llm.identity.backend,
+        "dtype": llm.identity.dtype,
+        "engine_version": llm.identity.engine_version,
         "code_version": code_version,
     }
     write_table(chosen, questions_out, schemas.ANSWERS, meta)
