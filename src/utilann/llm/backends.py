@@ -55,8 +55,8 @@ def _start_transformers(spec: EngineSpec) -> ChatBackend:
     engine = spec.engine
     if int(engine.get("tensor_parallel_size") or 1) > 1:
         raise ValueError(
-            "llm.backend transformers runs on one device; "
-            f"llm.engine.tensor_parallel_size {engine['tensor_parallel_size']} needs llm.backend: vllm"
+            "llm.backend transformers runs on one device; llm.engine.tensor_parallel_size "
+            f"{engine['tensor_parallel_size']} needs llm.backend: vllm"
         )
     if engine.get("quantization"):
         raise ValueError(
