@@ -47,7 +47,8 @@ def read_shards(paths: Sequence[str | os.PathLike[str]]) -> tuple[pd.DataFrame, 
     labels = pd.concat([read_table(p) for p in paths], ignore_index=True)
     labels["rank"] = labels["rank"].astype("Int32")
     return labels, {
-        k: metas[0].get(k) for k in IDENTITY_KEYS + ("model_path", "model_revision", "engine_version")
+        k: metas[0].get(k)
+        for k in IDENTITY_KEYS + ("model_path", "model_revision", "engine_version")
     }
 
 

@@ -113,6 +113,20 @@ class CachedGenerator:
                 known.update(done)
                 fresh.update(done)
                 bar.update(len(chunk))
+        too_long = [
+            known[k][0].prompt_tokens for k in fresh if known[k][0].finish_reason == PROMPT_TOO_LONG
+        ]
+        if too_long:
+            log.warning(
+                "%s: %d of %d prompts do not fit max_model_len %s (longest %d tokens): returned "
+                "as prompt_too_long (failed parses, not cached); raise llm.engine.max_model_len "
+                "or shorten the prompts (e.g. annotation.passage_max_words)",
+                desc,
+                len(too_long),
+                len(misses),
+                getattr(self._backend, "max_model_len", "?"),
+                max(too_long),
+            )
         outcomes = []
         for key in keys:
             generation, seconds = known[key]

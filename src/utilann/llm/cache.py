@@ -12,9 +12,10 @@ question never pays for the same call twice, while a new model revision, engine,
 decoding misses the cache exactly where it matters.
 
 Layout: one SQLite file per writer (``<cache_dir>/<writer>.sqlite``; a writer is one LLM job,
-e.g. ``demo.shard-0`` or ``rag.demo.nq-oracle.test``). A job writes only its own file, so
-parallel jobs never contend for a lock (safe on cluster file systems too), and it reads every
-other file in the directory read-only. Each chunk of generations is committed in one
+e.g. ``demo.shard-0`` or ``rag.demo.nq-oracle.test``). A job writes only its own file, which it
+holds a lock on (a second process with the same writer gets a file of its own, see
+:class:`GenerationCache`), so parallel jobs never write one file, and it reads every other
+file in the directory read-only, after checking it (damaged files are quarantined). Each chunk of generations is committed in one
 transaction with ``synchronous=FULL``: after a SIGKILL the file holds every committed chunk
 and SQLite rolls the interrupted one back on the next open.
 
