@@ -67,7 +67,9 @@ def conversations() -> list[list[dict]]:
 @pytest.fixture(scope="module")
 def outputs(model_dir, conversations):
     sampling = [SAMPLING] * len(conversations)
-    hf = TransformersChat(model_dir, dtype="float32", max_model_len=MAX_MODEL_LEN, batch_tokens=4096)
+    hf = TransformersChat(
+        model_dir, dtype="float32", max_model_len=MAX_MODEL_LEN, batch_tokens=4096
+    )
     rendered = [hf.render(c) for c in conversations]
     by_hf = hf.chat(conversations, sampling)
     del hf

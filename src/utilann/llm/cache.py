@@ -15,9 +15,10 @@ Layout: one SQLite file per writer (``<cache_dir>/<writer>.sqlite``; a writer is
 e.g. ``demo.shard-0`` or ``rag.demo.nq-oracle.test``). A job writes only its own file, which it
 holds a lock on (a second process with the same writer gets a file of its own, see
 :class:`GenerationCache`), so parallel jobs never write one file, and it reads every other
-file in the directory read-only, after checking it (damaged files are quarantined). Each chunk of generations is committed in one
-transaction with ``synchronous=FULL``: after a SIGKILL the file holds every committed chunk
-and SQLite rolls the interrupted one back on the next open.
+file in the directory read-only, after checking it (damaged files are quarantined). Each
+chunk of generations is committed in one transaction with ``synchronous=FULL``: after a
+SIGKILL the file holds every committed chunk and SQLite rolls the interrupted one back on the
+next open.
 
 The cache directory (config ``llm.cache_dir``) is a side store, not a Snakemake output:
 Snakemake never deletes it when a job fails, which is the point. Delete it by hand to force
