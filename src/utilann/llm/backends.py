@@ -9,9 +9,9 @@ machines does not rerun it; the cache key holds what was chosen, see
 * dtype ``auto``: :func:`utilann.hardware.resolve_llm_dtype` (bf16 where the device computes
   it natively, else fp32 on CPUs, fp16 on older GPUs);
 * backend ``auto``: vLLM on a GPU (continuous batching, paged attention, tensor parallelism);
-  on a CPU, :func:`choose_backend`'s rule, measured with
-  ``benchmarks/annotation_throughput.py`` on the demo's annotation prompts (README,
-  "Benchmarks"); transformers where vLLM is not installed.
+  on a CPU, :func:`choose_backend`'s rule (vLLM with AVX-512, transformers without);
+  transformers where vLLM is not installed. ``benchmarks/annotation_throughput.py`` measures
+  both engines on the demo's annotation prompts on the machine it runs on.
 """
 
 from __future__ import annotations
@@ -109,9 +109,10 @@ def choose_backend(requested: str, hw: Hardware, vllm_installed: bool) -> tuple[
     ``auto`` on a CPU follows the CPU's vector unit: without AVX-512, vLLM-CPU runs its
     fallback kernels (issue 14, an AVX2 EPYC: ~80 prompt and ~4.5 output tokens/s on the demo's
     RelSel prompts, i.e. ~25 minutes for the demo's 122k annotation prompt tokens alone), while
-    PyTorch's fp32 GEMMs are fully vectorised on AVX2; with AVX-512 (and AMX here) vLLM-CPU's
-    bf16 kernels prefill the long RelSel prompts faster than transformers does in either dtype
-    on this machine (README, "Benchmarks").
+    PyTorch's fp32 GEMMs are fully vectorised on AVX2. With AVX-512 vLLM-CPU stays the
+    default: its AVX-512/AMX bf16 kernels ran the demo's annotation at ~690 prompt tokens/s on
+    the 2-core development machine (122k tokens in 178 engine seconds, under load), and
+    transformers in bf16 was slower than in fp32 there (README, "Benchmarks").
     """
     if requested not in BACKEND_CHOICES:
         raise ValueError(f"llm.backend must be one of {list(BACKEND_CHOICES)}, got {requested!r}")
