@@ -52,8 +52,9 @@ class ChatBackend(Protocol):
 
     ``sampling[i]`` holds the decoding parameters of ``conversations[i]`` (a plain mapping,
     see :func:`sampling_params`), so that steps with different decoding (or, later,
-    per-prompt structured outputs) can share one engine call. ``render`` and
-    ``max_model_len`` let the generation loop check prompt lengths before it sends them.
+    per-prompt structured outputs) can share one engine call. ``render`` (a prompt's token
+    ids, one rendering for every backend) and ``max_model_len`` say what a prompt costs and
+    whether it fits.
     """
 
     max_model_len: int
@@ -172,15 +173,6 @@ class ChatRenderer:
         self.tokenizer = tokenizer
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.special = _special_token_strings(tokenizer)
-
-    @classmethod
-    def load(
-        cls, model_path: str, chat_template_kwargs: Mapping[str, Any] | None = None
-    ) -> ChatRenderer:
-        """The renderer of ``model_path``'s own tokenizer (no model weights are loaded)."""
-        from transformers import AutoTokenizer
-
-        return cls(AutoTokenizer.from_pretrained(model_path), chat_template_kwargs)
 
     def __call__(self, conversation: Conversation) -> list[int]:
         return chat_prompt_ids(
