@@ -322,7 +322,8 @@ def llm_job(config: Config, model: str | None) -> dict[str, Any]:
 
     Whatever the model, it is loaded like the annotator (a name under ``llm.packaged`` is the
     directory rule prepare_llm makes) and runs with the annotation engine settings
-    (``llm.engine``, ``llm.env``, ``llm.chat_template_kwargs``): same backend, same hardware.
+    (``llm.engine``, ``llm.env``, ``llm.chat_template_kwargs``, ``llm.backend``,
+    ``llm.transformers``): same backend, same hardware.
     """
     llm = config["llm"]
     name = model or llm["model"]
@@ -333,6 +334,8 @@ def llm_job(config: Config, model: str | None) -> dict[str, Any]:
         "engine": {**engine, **(llm["engine"].get("extra") or {})},
         "env": dict(llm["env"]),
         "chat_template_kwargs": dict(llm["chat_template_kwargs"]),
+        "backend": llm["backend"],
+        "transformers": dict(llm["transformers"]),
     }
 
 
