@@ -16,7 +16,7 @@ tokens/s for SmolLM2-135M on an AVX2 EPYC), while PyTorch's own CPU kernels stay
   vLLM), ``stop`` strings cut from the text (not included, vLLM's default), ``max_tokens``
   capped per prompt at ``max_model_len - prompt tokens``;
 * greedy outputs equal to vLLM's up to numerical ties (different kernels sum in a different
-  order; ``tests/e2e/test_llm_backends.py`` counts how many of a set of real prompts agree).
+  order; ``tests/e2e/test_backends_agree.py`` counts how many of a set of real prompts agree).
 
 Prompts are sorted by length and cut into batches of at most ``batch_tokens`` padded tokens
 (prompt + output room) and ``max_batch_size`` prompts, so a batch never holds one long prompt
