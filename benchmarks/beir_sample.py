@@ -72,6 +72,7 @@ def random_negative_trainset(
                     "text": corpus.at[doc, "text"],
                     "positive": doc in positives,
                     "is_human_positive": doc in positives,
+                    "utility": None,  # REPLUG's teacher distribution only
                 }
             )
     return pd.DataFrame(rows)
