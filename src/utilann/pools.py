@@ -3,9 +3,21 @@
 The paper annotates, for every training query, a fixed pool of 1 human positive + 30 hard
 negatives (BM25/coCondenser from the RepLLaMA file). Here the negatives come either from a
 BM25 run (``source="bm25"``) or from the negatives shipped with the dataset
-(``source="dataset"``: Tevatron files). A passage judged relevant is never a negative.
-Pools are deterministic given the seed: the query sample and the shard assignment depend only
-on the sorted query ids and the seed.
+(``source="dataset"``: Tevatron files). A judged passage is never a negative.
+
+Where the judged-relevant passages go is ``judged``:
+
+``human``      first in the pool, marked as the human positive(s) (the paper); queries without
+               a positive judgement are skipped.
+``candidate``  unmarked, among the negatives at their rank in the candidate list (after them
+               when the list does not reach them): the annotator judges them blind.
+``excluded``   left out: the pool is the top-n unjudged candidates.
+
+With the last two every query of the split gets a pool, judged or not (the new-corpus mode:
+generated queries' pseudo-qrels name their source passage, unlabelled queries have none).
+``positive_source`` is the ``source`` written for judged passages (``human``, or ``pseudo``
+for a generated query's source passage). Pools are deterministic given the seed: the query
+sample and the shard assignment depend only on the sorted query ids and the seed.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import pandas as pd
 from . import schemas
 
 SOURCES = ("bm25", "dataset")
+JUDGED_POLICIES = ("human", "candidate", "excluded")
 
 
 def sample_queries(query_ids: list[str], max_queries: int | None, seed: int) -> list[str]:
@@ -36,17 +49,24 @@ def build_pools(
     max_queries: int | None,
     seed: int,
     source: str,
+    judged_policy: str = "human",
+    positive_source: str = "human",
 ) -> pd.DataFrame:
-    """Return the POOLS table for the training queries in ``qrels`` (one split).
+    """Return the POOLS table for the training queries of one split (``qrels``, ``queries``).
 
     ``candidates`` is a ranked list (query_id, doc_id, rank): a BM25 run or the dataset's own
-    negatives. Queries without any positive judgement are skipped.
+    negatives. ``judged_policy`` places the judged-relevant passages (module docstring).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown pool source {source!r}; expected one of {SOURCES}")
+    if judged_policy not in JUDGED_POLICIES:
+        raise ValueError(
+            f"unknown judged_positives {judged_policy!r}; expected one of {JUDGED_POLICIES}"
+        )
     positives = qrels[qrels["relevance"] > 0]
     judged = qrels.groupby("query_id")["doc_id"].agg(set).to_dict()
-    qids = sample_queries(positives["query_id"].astype(str).tolist(), max_queries, seed)
+    population = positives if judged_policy == "human" else queries
+    qids = sample_queries(population["query_id"].astype(str).tolist(), max_queries, seed)
     texts = queries.set_index("query_id")["text"]
     ranked = (
         candidates[candidates["query_id"].isin(qids)]
@@ -57,11 +77,16 @@ def build_pools(
     )
     pos_by_query = positives.groupby("query_id")["doc_id"].agg(lambda s: sorted(set(s))).to_dict()
     rows: list[tuple] = []
+    negs_source = "bm25" if source == "bm25" else "file"
     for qid in qids:
-        entries = [(did, True, "human", 0) for did in pos_by_query[qid]]
-        negs = [d for d in ranked.get(qid, []) if d not in judged.get(qid, set())][:negatives]
-        negs_source = "bm25" if source == "bm25" else "file"
-        entries += [(did, False, negs_source, rank) for rank, did in enumerate(negs, start=1)]
+        listed = ranked.get(qid, [])
+        negs = [d for d in listed if d not in judged.get(qid, set())][:negatives]
+        entries = [(did, False, negs_source, rank) for rank, did in enumerate(negs, start=1)]
+        relevant = pos_by_query.get(qid, [])
+        if judged_policy == "human":
+            entries = [(did, True, positive_source, 0) for did in relevant] + entries
+        elif judged_policy == "candidate":
+            entries = _insert_by_rank(entries, relevant, listed, positive_source)
         rows += [(qid, texts[qid], pos, *entry) for pos, entry in enumerate(entries)]
     pools = pd.DataFrame(
         rows,
@@ -78,6 +103,25 @@ def build_pools(
     docs = corpus.set_index("doc_id")[["title", "text"]]
     pools = pools.join(docs, on="doc_id")
     return pools[schemas.POOLS.names]
+
+
+def _insert_by_rank(
+    negatives: list[tuple], relevant: list[str], listed: list[str], positive_source: str
+) -> list[tuple]:
+    """Pool entries with each judged passage among the negatives at its candidate-list rank;
+    ``source_rank`` of a judged passage is that rank (0 when the list does not reach it)."""
+    rank_of = {d: r for r, d in enumerate(listed, start=1)}
+    neg_ranks = [rank_of[d] for d, *_ in negatives]
+    entries = list(zip(neg_ranks, negatives, strict=True))
+    for did in relevant:
+        rank = rank_of.get(did)
+        entries.append(
+            (
+                rank if rank is not None else len(listed) + 1,
+                (did, False, positive_source, rank or 0),
+            )
+        )
+    return [entry for _, entry in sorted(entries, key=lambda e: e[0])]
 
 
 def shard_of(pools: pd.DataFrame, n_shards: int) -> list[pd.DataFrame]:

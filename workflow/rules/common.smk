@@ -9,7 +9,10 @@
 #
 # Layout of outputs (see docs/artifacts.md):
 #   results/datasets/<dataset>/        corpus/ shards, queries, qrels (shared by experiments)
+#   results/datasets/<dataset>/splits/<split>/   one split's queries and qrels (what jobs read)
 #   results/indexes/<dataset>.bm25-<variant>/   Lucene index
+#   results/<experiment>/newcorpus/              generated queries, the generated split
+#   results/<experiment>/human/<run>/            the human share: selection, oracle labels
 #   results/<experiment>/runs/<run>/<dataset>.<split>.{parquet,trec}
 #   results/<experiment>/eval/<run>/<dataset>.<split>.{perquery,metrics}.parquet
 #   results/<experiment>/metrics.parquet          every aggregate figure of the experiment
@@ -26,6 +29,8 @@ from utilann import plan
 from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
 from utilann.annotate.steps import cascade_steps
 from utilann.llm.templates import load_template_id, load_templates
+from utilann.newcorpus import CODE_VERSION as NEWCORPUS_CODE_VERSION
+from utilann.selection import get_selector
 from utilann.report import (
     FIGURES,
     TABLE_FORMATS,
@@ -94,6 +99,16 @@ SIGNIFICANCE_BASELINE, _fallback = plan.significance_baseline(
 if _fallback:
     sys.stderr.write(f"WARNING: {_fallback}\n")
 
+NEWCORPUS = config["newcorpus"]
+NEWCORPUS_ON = plan.newcorpus_enabled(config)
+plan.check_newcorpus(config)
+NC = f"{EXP}/newcorpus"
+HUMAN = f"{EXP}/human"
+# The qrels standing in for human labellers (new-corpus mode), and the runs whose human share
+# the selection rule chooses (utilann.selection).
+ORACLE = plan.oracle(config)
+HUMAN_SHARE_RUNS = plan.human_share_runs(RUN_SPECS, ORACLE)
+
 PRIMARY = plan.primary_target(config)
 REPORT_SETTINGS = plan.report_settings(
     config, RUN_SPECS, SIGNIFICANCE_BASELINE, SIGNIFICANCE["alpha"]
@@ -128,6 +143,29 @@ def pool_shards():
 
 def pool_files():
     return expand(f"{EXP}/pools/shard-{{shard}}.parquet", shard=pool_shards())
+
+
+def is_generated_split(dataset, split):
+    """Whether (dataset, split) is the split the new-corpus mode generates."""
+    train = config["train"]
+    return NEWCORPUS_ON and (dataset, split) == (train["dataset"], train["split"])
+
+
+def split_files(dataset, split):
+    """The queries and qrels of one split: the generated split's (new-corpus mode), else the
+    dataset's split tables. Every job that reads a split reads only these two files."""
+    if is_generated_split(dataset, split):
+        return {
+            "queries": f"{NC}/split/queries.parquet",
+            "qrels": f"{NC}/split/qrels.parquet",
+        }
+    base = f"{DATA}/{dataset}/splits/{split}"
+    return {"queries": f"{base}/queries.parquet", "qrels": f"{base}/qrels.parquet"}
+
+
+def querygen_shard_files(name):
+    """`name` of every query-generation shard (passages/, shard-<i>/)."""
+    return [name.format(shard=i) for i in range(NEWCORPUS["shards"])]
 
 
 def retrieval_files(kind):
@@ -287,6 +325,14 @@ def get_ingest_format(wildcards):
     return plan.dataset_entry(config, wildcards.dataset)["format"]
 
 
+def get_split_queries(wildcards):
+    return split_files(wildcards.dataset, wildcards.split)["queries"]
+
+
+def get_split_qrels(wildcards):
+    return split_files(wildcards.dataset, wildcards.split)["qrels"]
+
+
 def get_pool_candidates(wildcards):
     """Ranked negatives for the pools: the dataset's own (Tevatron) or a BM25 run."""
     train = config["train"]
@@ -314,11 +360,95 @@ def get_backbone_name(wildcards):
 
 
 def get_trainset_input(wildcards):
-    """Pools always; the LLM labels only for runs trained on them."""
+    """Pools always (the oracle's, for a run labelled by it); the LLM labels only for runs
+    trained on them; the chosen human share for the runs of HUMAN_SHARE_RUNS."""
+    run = wildcards.run
     inputs = {"pools": pool_files()}
-    if RUN_SPECS[wildcards.run].trainset.needs_labels:
+    if run in HUMAN_SHARE_RUNS:
+        inputs["selection"] = f"{HUMAN}/{run}/selected.parquet"
+        if ORACLE:
+            inputs["pools"] = [f"{HUMAN}/{run}/pools.parquet"]
+    if RUN_SPECS[run].trainset.needs_labels:
         inputs["labels"] = f"{ANN}/labels.parquet"
     return inputs
+
+
+def get_querygen_examples_input(wildcards):
+    """The labelled split few-shot examples are drawn from, if any."""
+    source = NEWCORPUS["examples"]["from"]
+    if not source:
+        return {}
+    return {
+        "corpus": f"{DATA}/{source['dataset']}/corpus",
+        **split_files(source["dataset"], source["split"]),
+    }
+
+
+def get_querygen_writer(wildcards):
+    """This query-generation job's own file in the LLM cache."""
+    return f"querygen.{config['experiment']}.shard-{wildcards.shard}"
+
+
+def get_querygen_prompts(wildcards):
+    """The template selection and the hash of each template the job uses."""
+    selected = NEWCORPUS["prompts"]
+    names = ["query_gen"] + (
+        ["query_check"] if NEWCORPUS["filters"]["self_check"]["enabled"] else []
+    )
+    templates = load_templates(names, selected["version"], selected["dir"])
+    return {**selected, "sha256": {name: t.sha256 for name, t in templates.items()}}
+
+
+def get_querygen_split_input(wildcards):
+    """Every generated shard; the BM25 index for the round trip; for unlabelled queries the
+    dataset's queries and its evaluation splits' qrels (those queries are never trained on).
+    """
+    dataset = config["train"]["dataset"]
+    inputs = {"shards": querygen_shard_files(NC + "/shard-{shard}/queries.parquet")}
+    if NEWCORPUS["filters"]["round_trip_k"]:
+        inputs["index"] = f"{INDEXES}/{dataset}.bm25-{config['bm25']['variant']}"
+    if NEWCORPUS["unlabelled"]["enabled"]:
+        inputs["queries"] = f"{DATA}/{dataset}/queries.parquet"
+        inputs["judged"] = [
+            split_files(d, s)["qrels"] for d, s in EVAL_TARGETS if d == dataset
+        ]
+    return inputs
+
+
+def get_querygen_unlabelled(wildcards):
+    unlabelled = NEWCORPUS["unlabelled"]
+    return dict(unlabelled) if unlabelled["enabled"] else None
+
+
+def get_selection_input(wildcards):
+    """The pools (the population); the LLM labels for an active selector; the candidates
+    table (each query's origin) in the new-corpus mode."""
+    spec = RUN_SPECS[wildcards.run]
+    inputs = {"pools": pool_files()}
+    if get_selector(spec.trainset.query_selection).needs_labels:
+        inputs["labels"] = f"{ANN}/labels.parquet"
+    if NEWCORPUS_ON:
+        inputs["candidates"] = f"{NC}/queries.parquet"
+    return inputs
+
+
+def get_selection_params(wildcards):
+    """Exactly what decides the run's human share."""
+    labels = RUN_SPECS[wildcards.run].trainset
+    selector = get_selector(labels.query_selection)
+    return {
+        "selector": labels.query_selection,
+        "ratio": labels.query_ratio,
+        "seed": labels.seed,
+        "origins": ORACLE["origins"] if ORACLE else None,
+        "threshold": (
+            labels.utilrank_threshold if "utilrank" in selector.strategies else None
+        ),
+    }
+
+
+def get_oracle_qrels(wildcards):
+    return split_files(ORACLE["dataset"], ORACLE["split"])["qrels"]
 
 
 def get_trainset_params(wildcards):
@@ -414,8 +544,7 @@ def get_rag_generate_input(wildcards):
             f"{EXP}/runs/{run}/{wildcards.dataset}.{wildcards.split}.parquet"
             for run in RAG_RUNS
         ],
-        "queries": f"{DATA}/{wildcards.dataset}/queries.parquet",
-        "qrels": f"{DATA}/{wildcards.dataset}/qrels.parquet",
+        **split_files(wildcards.dataset, wildcards.split),
         "corpus": f"{DATA}/{wildcards.dataset}/corpus",
         "answers": get_rag_answers(wildcards),
     }
@@ -480,6 +609,11 @@ def get_report_tables_input(wildcards):
     }
     if REPORT_SETTINGS.annotation:
         inputs["annotation"] = f"{ANN}/report.parquet"
+    if NEWCORPUS_ON:
+        inputs["candidates"] = f"{NC}/queries.parquet"
+        inputs["pseudo_qrels"] = f"{NC}/split/qrels.parquet"
+        if REPORT_SETTINGS.annotation:
+            inputs["labels"] = f"{ANN}/labels.parquet"
     return inputs
 
 
@@ -488,11 +622,13 @@ def get_report_tables_input(wildcards):
 
 def get_final_output():
     """What `snakemake` with no target builds: the metrics table and its reproduction check,
-    the annotation report, and the report's tables and figures."""
+    the annotation report, and the report's tables and figures; in the new-corpus mode also
+    every trained model (a corpus of one's own may have no test queries to evaluate them on)."""
     return [
         f"{EXP}/metrics.parquet",
         f"{EXP}/reproduction.tsv",
         f"{ANN}/report.parquet",
         *(str(path) for path in report_table_outputs().values()),
         *(path for _, path in report_figures()),
+        *([f"{EXP}/models/{run}" for run in RUN_SPECS] if NEWCORPUS_ON else []),
     ]

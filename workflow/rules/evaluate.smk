@@ -15,7 +15,7 @@ localrules:
 rule evaluate_run:
     input:
         run=f"{EXP}/runs/{{run}}/{{dataset}}.{{split}}.parquet",
-        qrels=f"{DATA}/{{dataset}}/qrels.parquet",
+        qrels=get_split_qrels,
     output:
         per_query=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.perquery.parquet",
         metrics=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.metrics.parquet",

@@ -13,7 +13,11 @@ code_version = params.pop("code_version")  # utilrank_threshold is None where it
 with script_logging(snakemake.log[0], "build_trainset") as log:
     pools = pd.concat([read_table(p) for p in snakemake.input.pools], ignore_index=True)
     labels = read_table(snakemake.input.labels) if "labels" in snakemake.input.keys() else None
-    rows, stats = build_trainset(pools, labels, TrainsetSettings(**params))
+    selected = None
+    if "selection" in snakemake.input.keys():  # a human share chosen beforehand
+        selection = read_table(snakemake.input.selection)
+        selected = selection.loc[selection["selected"], "query_id"].tolist()
+    rows, stats = build_trainset(pools, labels, TrainsetSettings(**params), selected)
     meta = {
         "run": snakemake.wildcards.run,
         "settings": params,

@@ -92,6 +92,7 @@ COMPONENTS = (
                 "loss",
                 "positive_sampling",
                 "query_ratio",
+                "query_selection",
                 "union_ratio",
                 "epochs",
                 "lr",

@@ -52,16 +52,25 @@ def _pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def build_trainset(
-    pools: pd.DataFrame, labels: pd.DataFrame | None, settings: TrainsetSettings
+    pools: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    settings: TrainsetSettings,
+    selected: Iterable[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float | int]]:
     """Label each pool passage positive or negative; return (TRAINSET rows, statistics).
 
     Negatives are the query's pool passages that are not positives: under the default
     ``random`` policy a human positive the LLM did not select is a negative (paper App. B.1).
+    ``selected`` are the queries to train on when they were chosen beforehand (the human
+    share of :mod:`utilann.selection`); otherwise the seeded ``query_ratio`` sample.
     """
     pools = pools.astype({"query_id": str, "doc_id": str})
     all_queries = sorted(pools["query_id"].unique())
-    queries = sample_fraction(all_queries, settings.query_ratio, settings.seed)
+    queries = (
+        sample_fraction(all_queries, settings.query_ratio, settings.seed)
+        if selected is None
+        else set(map(str, selected)) & set(all_queries)
+    )
     human = set(_pairs(pools[pools["is_human_positive"]]))
 
     if settings.needs_labels:
