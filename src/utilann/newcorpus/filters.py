@@ -27,7 +27,8 @@ STATUSES = (KEPT, "empty", "too_short", "too_long", "self_check", "duplicate", "
 """Every status, the filters in the order they apply."""
 
 _PREFIX = re.compile(
-    r"^\s*(?:\*\*)?\s*(?:generated\s+)?(?:search\s+)?(?:question|query)\s*\d*\s*(?:\*\*)?\s*[:\-]\s*",
+    r"^\s*(?:\*\*)?\s*(?:generated\s+)?(?:search\s+)?(?:question|query)\s*\d*\s*(?:\*\*)?\s*[:\-]"
+    r"\s*(?:\*\*)?\s*",
     re.IGNORECASE,
 )
 _QUOTES = "\"'`“”‘’«»"
