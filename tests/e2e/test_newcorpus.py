@@ -84,29 +84,20 @@ def test_oracle_rule_is_marked_in_the_workflow():
 
 
 def test_a_corpus_only_dataset_plans_the_whole_mode(tmp_path, scifact_dir):
+    """The README's "your own corpus" overlay on a folder holding only corpus.jsonl."""
     wf = Workflow(tmp_path)
-    own = wf.workdir / "resources" / "datasets" / "own"
+    own = wf.workdir / "resources" / "datasets" / "mine"
     own.mkdir(parents=True)
     lines = (scifact_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:50]
     (own / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    cfg = {
-        "experiment": "own",
-        "datasets": {"own": {"format": "beir"}},
-        "train": {"dataset": "own", "split": "generated"},
-        "evaluation": {"targets": []},
-        "rag": {"targets": []},
-        "newcorpus": {
-            "enabled": True,
-            "examples": {"written": [{"passage": "A passage.", "query": "a question"}]},
-        },
-        "training": {"zeroshot": False, "runs": None},
-    }
-    cfg["training"]["runs"] = {"utilsel": {"label_source": "utilsel"}}
-    wf.write_config("own.yaml", cfg)
-    jobs = planned_jobs(wf.run("-n", config="own.yaml").stdout)
-    assert {"querygen_shard", "querygen_split", "build_pools", "annotate_shard", "train"} <= set(
-        jobs
-    )
+    readme = (REPO / "README.md").read_text()
+    snippet = readme[readme.index("# my-corpus.yaml") :]
+    cfg = yaml.safe_load(snippet[: snippet.index("```")].replace('"..."', "x"))
+    wf.write_config("my-corpus.yaml", cfg)
+    jobs = planned_jobs(wf.run("-n", config="my-corpus.yaml").stdout)
+    assert set(jobs) >= MODE_RULES - {"select_human_queries", ORACLE_RULE}
+    assert {"build_pools", "annotate_shard", "train"} <= set(jobs)
+    assert jobs["train"] == 2  # relsel, utilsel: the models are the final outputs
     assert "split_dataset" not in jobs  # no judged split is read
 
 
