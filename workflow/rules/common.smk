@@ -404,7 +404,7 @@ def get_querygen_split_input(wildcards):
     dataset's queries and its evaluation splits' qrels (those queries are never trained on).
     """
     dataset = config["train"]["dataset"]
-    inputs = {"shards": querygen_shard_files(NC + "/shard-{shard}/queries.parquet")}
+    inputs = {"shards": querygen_shard_files(f"{NC}/shard-{{shard}}/queries.parquet")}
     if NEWCORPUS["filters"]["round_trip_k"]:
         inputs["index"] = f"{INDEXES}/{dataset}.bm25-{config['bm25']['variant']}"
     if NEWCORPUS["unlabelled"]["enabled"]:

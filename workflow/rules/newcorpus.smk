@@ -43,7 +43,7 @@ rule querygen_passages:
     input:
         corpus=f"{DATA}/{config['train']['dataset']}/corpus",
     output:
-        shards=querygen_shard_files(NC + "/passages/shard-{shard}.parquet"),
+        shards=querygen_shard_files(f"{NC}/passages/shard-{{shard}}.parquet"),
     log:
         f"{LOGS}/newcorpus/passages.log",
     conda:
