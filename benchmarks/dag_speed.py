@@ -19,12 +19,12 @@ import argparse
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from workflow_run import ROOT, snakemake_command
+
 PAPER = ROOT / "config" / "experiments" / "msmarco-paper.yaml"
 
 
@@ -35,20 +35,7 @@ def cpu_seconds() -> float:
 
 def snakemake(workdir: Path, configfile: Path, *args: str) -> tuple[float, float, str]:
     """(wall s, CPU s, output) of one snakemake run."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "1",
-        *args,
-        "--configfile",
-        str(configfile),
-    ]
+    cmd = snakemake_command(workdir, configfile, *args)
     start, cpu = time.perf_counter(), cpu_seconds()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu

@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from workflow_run import snakemake_command
 
-ROOT = Path(__file__).resolve().parents[1]
 MSMARCO_PASSAGES = 8_841_823
 MSMARCO_TRAIN_QUERIES = 491_007
 WORDS_PER_PASSAGE = 56
@@ -91,22 +90,14 @@ def run_size(workdir: Path, passages: int, depth: int, cores: int) -> dict[str, 
         "pools": {"negatives": 30, "max_queries": None, "shards": 1},
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        str(cores),
+    cmd = snakemake_command(
+        workdir,
+        workdir / "config.yaml",
         "results/scale/pools/shard-0.parquet",
         "--quiet",
         "all",
-        "--configfile",
-        str(workdir / "config.yaml"),
-    ]
+        cores=cores,
+    )
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

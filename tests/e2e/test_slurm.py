@@ -8,8 +8,10 @@ apt needed); where it cannot start, the tests are skipped with its reason.
 
 from __future__ import annotations
 
+import getpass
 import re
 import subprocess
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
@@ -43,14 +45,33 @@ GROUP_SEARCH = {
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster() -> None:
+def slurm_cluster() -> Iterator[None]:
     proc = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
         pytest.skip(f"no single-node SLURM here: {reason}")
-    memory = subprocess.run(["sinfo", "-h", "-o", "%m"], capture_output=True, text=True)
-    if int(memory.stdout.split()[0].rstrip("+")) < 16000:
-        pytest.skip(f"the SLURM node has {memory.stdout.strip()} MB; the rules ask up to 16000")
+    node = subprocess.run(["sinfo", "-h", "-o", "%c %m"], capture_output=True, text=True)
+    cpus, memory = (int(x.rstrip("+")) for x in node.stdout.split()[:2])
+    # A job asking more than the node has would pend for ever (SLURM's reason: Resources).
+    if cpus < 2 or memory < 16000:
+        pytest.skip(f"the SLURM node has {cpus} CPUs, {memory} MB; the rules ask up to 2, 16000")
+    yield
+    cancel_jobs()
+
+
+def cancel_jobs() -> None:
+    """A run that failed or timed out leaves its jobs queued: they must not hold the node."""
+    subprocess.run(["scancel", "--user", getpass.getuser()], capture_output=True)
+
+
+def cluster_state() -> str:
+    """What SLURM says about the node and the queue, for a failure message."""
+    cmds = [
+        ["sinfo", "-N", "-o", "%N %T reason=%E cpus(A/I/O/T)=%C mem=%m gres=%G"],
+        ["squeue", "--states=all", "-o", "%i %j %T reason=%r time=%M"],
+    ]
+    out = [subprocess.run(c, capture_output=True, text=True).stdout for c in cmds]
+    return "\n".join(out)
 
 
 def scontrol_job(jobid: str) -> dict[str, str]:
@@ -76,16 +97,22 @@ def slurm_run(slurm_cluster, tmp_path_factory, scifact_dir):
     wf = Workflow(tmp_path_factory.mktemp("slurm"))
     wf.add_dataset("scifact", scifact_dir)
     wf.write_config("config.yaml", CONFIG)
-    proc = wf.run(
-        "--profile",
-        str(REPO / "profiles" / "slurm"),
-        "--slurm-init-seconds-before-status-checks",
-        "5",
-        METRICS,
-        POOLS,
-        config="config.yaml",
-        timeout=1800,  # a controller that cannot see its jobs finish would wait for ever
-    )
+    try:
+        proc = wf.run(
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--slurm-init-seconds-before-status-checks",
+            "5",
+            METRICS,
+            POOLS,
+            config="config.yaml",
+            timeout=1200,  # ~3 min here; a controller that cannot see its jobs waits for ever
+        )
+    except subprocess.TimeoutExpired as exc:
+        log = (exc.stderr or b"").decode(errors="replace")[-4000:]
+        state = cluster_state()
+        cancel_jobs()
+        pytest.fail(f"the SLURM run did not finish in 1200 s\n{state}\n{log}")
     log = proc.stdout + proc.stderr
     (wf.workdir / "snakemake.log").write_text(log)
     jobids = re.findall(r"submitted with SLURM jobid (\d+)", log)
@@ -124,11 +151,14 @@ def test_outputs_of_the_slurm_run(slurm_run):
 
 def test_gpu_jobs_are_scheduled_on_the_fake_gpus(slurm_cluster):
     """The test cluster's GPUs are device files (start.sh): enough to schedule --gpus jobs."""
-    proc = subprocess.run(
-        ["srun", "--gpus=2", "--time=1", "printenv", "CUDA_VISIBLE_DEVICES"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    try:
+        proc = subprocess.run(
+            ["srun", "--gpus=2", "--time=1", "--mem=100", "printenv", "CUDA_VISIBLE_DEVICES"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a --gpus=2 job did not run within 120 s\n{cluster_state()}")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0,1"

@@ -3,10 +3,13 @@
 #
 #   sudo tests/slurm/start.sh        # install if needed, configure, start, wait until idle
 #
-# Idempotent: a second call finds the daemons running with this configuration and only waits
-# for the node to be idle, so a pytest session fixture can call it every time. It never
-# touches a cluster it did not configure itself: an /etc/slurm/slurm.conf without this
-# script's marker line is left alone (exit 3).
+# Every call gives a fresh cluster: the daemons of an earlier call are stopped, their job steps
+# killed and slurmctld started with an empty queue (-c), so jobs left behind by a run that was
+# killed (a pytest timeout, a CI machine reused between runs) cannot hold the node's CPUs and
+# keep the next run's jobs pending for ever. The script then runs one trivial job (`srun
+# true`) and only reports success once that job has run. It never touches a cluster it did
+# not configure itself: an /etc/slurm/slurm.conf without this script's marker line is left
+# alone (exit 3).
 #
 # What it sets up (SLURM 22.05 from Debian bookworm, munge for authentication):
 # - slurmctld and slurmd for this host on 127.0.0.1, partition `debug` (default), all CPUs and
@@ -19,8 +22,9 @@
 #   behind them: jobs asking for `--gpus=N` are scheduled and get CUDA_VISIBLE_DEVICES, which
 #   is all a test of the submission path needs. FAKE_GPUS=0 configures no GPUs.
 #
-# Exit codes: 0 running and idle; 2 cannot start here (not root, no apt, a daemon failed):
-# the reason is on stderr and the daemons' logs are under /var/log/slurm; 3 an existing
+# Exit codes: 0 running, idle and a test job ran; 2 cannot start here (not root, no apt, a
+# daemon failed, the node does not come up or does not run a trivial job): the reason is the
+# last line on stderr and the daemons' logs are under /var/log/slurm; 3 an existing
 # slurm.conf that is not ours.
 set -euo pipefail
 
@@ -130,15 +134,8 @@ if [ -e "$CONF" ] && ! head -1 "$CONF" | grep -qF "$MARKER"; then
   die "$CONF exists and was not written by this script: not touching that cluster" 3
 fi
 mkdir -p "$CONF_DIR" "$LOG_DIR" /var/spool/slurmctld /var/spool/slurmd
-changed=0
-if [ "$(cat "$CONF" 2>/dev/null)" != "$conf" ]; then
-  printf '%s\n' "$conf" >"$CONF"
-  changed=1
-fi
-if [ "$(cat "$CONF_DIR/gres.conf" 2>/dev/null)" != "$gres" ]; then
-  if [ -n "$gres" ]; then printf '%s\n' "$gres" >"$CONF_DIR/gres.conf"; else rm -f "$CONF_DIR/gres.conf"; fi
-  changed=1
-fi
+printf '%s\n' "$conf" >"$CONF"
+if [ -n "$gres" ]; then printf '%s\n' "$gres" >"$CONF_DIR/gres.conf"; else rm -f "$CONF_DIR/gres.conf"; fi
 
 # --- daemons -------------------------------------------------------------------------------
 running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -149,37 +146,41 @@ stop() {
     die "$2 (pid $pid) did not stop"
   fi
 }
-if [ "$changed" = 1 ]; then
-  log "configuration written to $CONF (CPUs=$CPUS RealMemory=$MEM_MB fake GPUs=$FAKE_GPUS)"
-  stop /run/slurmd.pid slurmd
-  stop /run/slurmctld.pid slurmctld
-fi
-if ! running /run/slurmctld.pid; then
-  # -i: ignore state files of an earlier run with another configuration.
-  /usr/sbin/slurmctld -i || die "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
-fi
+log "configuration in $CONF (CPUs=$CPUS RealMemory=$MEM_MB fake GPUs=$FAKE_GPUS); starting a fresh cluster"
+stop /run/slurmd.pid slurmd
+stop /run/slurmctld.pid slurmctld
+# Job steps of an earlier cluster outlive slurmd; they would keep running under the new one.
+pkill -x slurmstepd 2>/dev/null || true
+# -c: start with an empty queue (no jobs of an earlier run).
+/usr/sbin/slurmctld -c || die "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
 for _ in $(seq 100); do scontrol ping >/dev/null 2>&1 && break; sleep 0.1; done
 scontrol ping >/dev/null 2>&1 || die "slurmctld does not answer (see $LOG_DIR/slurmctld.log)"
-if ! running /run/slurmd.pid; then
-  /usr/sbin/slurmd || die "slurmd did not start (see $LOG_DIR/slurmd.log)"
-fi
+/usr/sbin/slurmd || die "slurmd did not start (see $LOG_DIR/slurmd.log)"
 
 # --- wait for the node ---------------------------------------------------------------------
+# One line (the tests show start.sh's last line of stderr as the reason).
+diagnose() {
+  printf 'sinfo: %s | squeue: %s | slurmd.log: %s' \
+    "$(sinfo -h -N -o '%N %T reason=%E cpus(A/I/O/T)=%C mem=%m' 2>&1 | head -3 | tr '\n' ';')" \
+    "$(squeue -h -o '%i %j %T reason=%r' 2>&1 | head -10 | tr '\n' ';')" \
+    "$(tail -5 "$LOG_DIR/slurmd.log" 2>/dev/null | tr '\n' ';')"
+}
 state=""
 for _ in $(seq $((WAIT_S * 2))); do
   state=$(sinfo -h -n "$HOST" -o %T 2>/dev/null | head -1)
   case "$state" in
-    idle | mixed | allocated) break ;;
+    idle) break ;;
     down* | drain* | drained*)
-      # A node that was down before (e.g. an earlier slurmd stopped) comes back on request.
       scontrol update NodeName="$HOST" State=RESUME >/dev/null 2>&1 || true ;;
   esac
   sleep 0.5
 done
-case "$state" in
-  idle | mixed | allocated) ;;
-  *)
-    reason=$(sinfo -h -n "$HOST" -o %E 2>/dev/null | head -1)
-    die "node $HOST is '${state:-unknown}' (${reason:-no reason}) after ${WAIT_S}s; see $LOG_DIR/slurmd.log" ;;
-esac
-log "node $HOST $state: $(sinfo -h -N -o '%c CPUs, %m MB, gres %G' | head -1)"
+[ "$state" = idle ] || die "node $HOST is '${state:-unknown}' after ${WAIT_S}s, not idle; $(diagnose)"
+
+# --- one trivial job -----------------------------------------------------------------------
+if ! out=$(timeout "$WAIT_S" srun --time=1 --mem=100 --job-name=start-check true 2>&1); then
+  msg="a trivial job (srun true) did not run within ${WAIT_S}s: ${out//$'\n'/ }; $(diagnose)"
+  scancel --name=start-check >/dev/null 2>&1 || true
+  die "$msg"
+fi
+log "node $HOST $state: $(sinfo -h -N -o '%c CPUs, %m MB, gres %G' | head -1); a test job ran"
