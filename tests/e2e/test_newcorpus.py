@@ -148,6 +148,8 @@ def mini_config() -> dict:
     cl = {"init_from": "relsel", "label_source": "human", "query_ratio": 0.25}
     cl.update(loss="SingleLH", positive_sampling="pos_one")
     cfg["training"]["runs"] = {
+        # the base config's runs this experiment does not have (an overlay merges into them)
+        **dict.fromkeys(["human", "utilsel", "utilrank"]),
         "relsel": {"label_source": "relsel"},
         "random25": cl,
         "active25": {**cl, "query_selection": "relsel_utilsel"},
