@@ -108,7 +108,7 @@ CL_RUNS = ["random25", "active25"]
 RUNS = ["relsel", *CL_RUNS]
 
 
-def write_scifact_slice(source, dest, n_train: int = 40, n_test: int = 30, n_other: int = 300):
+def write_scifact_slice(source, dest, n_train: int = 40, n_test: int = 20, n_other: int = 100):
     """SciFact with its first train/test queries, their positives and other abstracts."""
     (dest / "qrels").mkdir(parents=True)
     keep_docs, keep_queries = set(), set()
