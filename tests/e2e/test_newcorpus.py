@@ -167,7 +167,7 @@ def mini(tmp_path_factory, scifact_dir):
     wf.write_config("config.yaml", mini_config())
     jobs = planned_jobs(wf.run("-n", config="config.yaml").stdout)
     assert set(jobs) >= MODE_RULES
-    wf.run(f"{EXP}/summary.md", config="config.yaml")
+    wf.run(f"{EXP}/summary.md", f"{EXP}/metrics.parquet", config="config.yaml")
     return wf
 
 
