@@ -209,6 +209,7 @@ def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
     local = {job.rule.name for job, _ in plan["local"]}
     assert local == {
         "download_dataset",
+        "split_dataset",
         "fetch_model",
         "prepare_encoder",
         "metrics_table",
