@@ -12,7 +12,10 @@ prompts only; vLLM needs the whole batch to show what batching buys.
         --pools results/demo/pools/shard-0.parquet
 
 Without ``--pools`` it builds pools from a BEIR directory (human positives + random passages).
-Prints prompts/s and tokens/s of both engines and their ratio.
+Prints prompts/s and tokens/s of both engines and their ratio. ``--constrained`` also times
+the same vLLM batch under constrained decoding (``annotation.decoding: constrained``: the
+grammar of each window's answer, :mod:`utilann.llm.grammar`), on the same engine with its
+prefix cache reset in between, and counts parse outcomes both ways.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from pathlib import Path
 import pandas as pd
 
 from utilann.annotate.cascade import group_pools
+from utilann.annotate.parse import parse_output
 from utilann.annotate.windows import relsel_windows
+from utilann.llm.grammar import BACKEND, constrained
 from utilann.llm.templates import load_template
 
 
@@ -56,16 +61,22 @@ def beir_pools(root: Path, queries: int, negatives: int, seed: int = 0) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def relsel_prompts(pools: pd.DataFrame, n: int, window: int, words: int) -> list[list[dict]]:
-    """The first ``n`` RelSel conversations of the cascade for these pools."""
-    template = load_template("relsel", "v1")
-    conversations = []
+RELSEL = load_template("relsel", "v1")
+
+
+def relsel_prompts(
+    pools: pd.DataFrame, n: int, window: int, words: int
+) -> tuple[list[list[dict]], list[int]]:
+    """The first ``n`` RelSel conversations of the cascade for these pools, and how many
+    passages each shows."""
+    conversations, shown_counts = [], []
     for q in group_pools(pools, words):
         for shown in relsel_windows(q.is_human, window, "fixed_first", query_id=q.query_id):
-            conversations.append(template.render(q.query, [q.texts[i] for i in shown]))
+            conversations.append(RELSEL.render(q.query, [q.texts[i] for i in shown]))
+            shown_counts.append(len(shown))
     if len(conversations) < n:
         raise SystemExit(f"only {len(conversations)} prompts available, {n} requested")
-    return conversations[:n]
+    return conversations[:n], shown_counts[:n]
 
 
 def transformers_one_by_one(model_dir: str, prompts, max_tokens: int, dtype: str) -> dict:
@@ -94,7 +105,10 @@ def transformers_one_by_one(model_dir: str, prompts, max_tokens: int, dtype: str
     )
 
 
-def vllm_batched(model_dir: str, prompts, max_tokens: int, dtype: str, kv_gib: int) -> dict:
+def vllm_batched(
+    model_dir: str, prompts, shown, max_tokens: int, dtype: str, kv_gib: int, grammar: bool
+) -> list[dict]:
+    """vLLM over the whole batch: free decoding, then (``grammar``) constrained decoding."""
     os.environ.update(
         {
             "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
@@ -111,18 +125,29 @@ def vllm_batched(model_dir: str, prompts, max_tokens: int, dtype: str, kv_gib: i
         enable_prefix_caching=True,
         max_model_len=8192,
         seed=0,
+        **({"structured_outputs_config": {"backend": BACKEND}} if grammar else {}),
     )
-    started = time.perf_counter()
-    sampling = [{"temperature": 0.0, "max_tokens": max_tokens}] * len(prompts)
-    gens = chat.chat(prompts, sampling, use_tqdm=False)
-    seconds = time.perf_counter() - started
-    return summary(
-        "vLLM (this stage's backend), batched",
-        len(prompts),
-        sum(g.prompt_tokens for g in gens),
-        sum(g.output_tokens for g in gens),
-        seconds,
-    )
+    free = {"temperature": 0.0, "max_tokens": max_tokens}
+    runs = {"vLLM (this stage's backend), batched": [free] * len(prompts)}
+    if grammar:
+        syntax = RELSEL.answer_syntax
+        runs["vLLM batched, constrained decoding"] = [constrained(free, syntax, n) for n in shown]
+    rows = []
+    for engine, sampling in runs.items():
+        chat.llm.reset_prefix_cache()  # the second run must not reuse the first one's prefill
+        started = time.perf_counter()
+        gens = chat.chat(prompts, sampling, use_tqdm=False)
+        seconds = time.perf_counter() - started
+        row = summary(
+            engine,
+            len(prompts),
+            sum(g.prompt_tokens for g in gens),
+            sum(g.output_tokens for g in gens),
+            seconds,
+        )
+        statuses = [parse_output("selection", g.text, n).status for g, n in zip(gens, shown)]
+        rows.append({**row, **{s: statuses.count(s) for s in ("ok", "repaired", "failed")}})
+    return rows
 
 
 def summary(engine: str, n: int, prompt_tokens: int, output_tokens: int, seconds: float) -> dict:
@@ -150,17 +175,32 @@ def main() -> None:
     parser.add_argument("--window-size", type=int, default=8)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--kv-cache-gib", type=int, default=2)
+    parser.add_argument(
+        "--constrained", action="store_true", help="also time vLLM with constrained decoding"
+    )
     args = parser.parse_args()
 
     pools = pd.read_parquet(args.pools) if args.pools else beir_pools(args.beir, 64, 15)
-    prompts = relsel_prompts(pools, args.prompts, args.window_size, args.passage_max_words)
+    prompts, shown = relsel_prompts(pools, args.prompts, args.window_size, args.passage_max_words)
     # transformers first: vLLM lowers the process's torch threads when it starts in-process
     hf = transformers_one_by_one(
         args.model_dir, prompts[: args.hf_prompts], args.max_tokens, args.dtype
     )
-    vl = vllm_batched(args.model_dir, prompts, args.max_tokens, args.dtype, args.kv_cache_gib)
-    table = pd.DataFrame([hf, vl]).set_index("engine")
+    vllm_rows = vllm_batched(
+        args.model_dir,
+        prompts,
+        shown,
+        args.max_tokens,
+        args.dtype,
+        args.kv_cache_gib,
+        args.constrained,
+    )
+    vl = vllm_rows[0]
+    table = pd.DataFrame([hf, *vllm_rows]).set_index("engine")
     print(table.to_string(float_format="{:.2f}".format))
+    if args.constrained:
+        cost = vllm_rows[1]["output_tokens_per_s"] / vl["output_tokens_per_s"]
+        print(f"\nconstrained / free output tokens/s: {cost:.2f}")
     print(
         f"\nspeed-up (prompts/s): {vl['prompts_per_s'] / hf['prompts_per_s']:.1f}x   "
         f"(tokens/s: {vl['tokens_per_s'] / hf['tokens_per_s']:.1f}x, "

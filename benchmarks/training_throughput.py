@@ -40,7 +40,7 @@ def run_ours(args: argparse.Namespace, trainset) -> dict:
         query_max_len=args.query_max_len,
         passage_max_len=args.passage_max_len,
         loss="SingleLH",
-        positive_sampling="pos_one",
+        positive_sampling="single",
         lr=args.lr,
         epochs=1,
         batch_size=args.batch_size,
@@ -72,7 +72,7 @@ def run_sentence_transformers(args: argparse.Namespace, trainset) -> dict:
     from utilann.train.sampling import GroupSampler
 
     queries, passages = load_training_queries(trainset)
-    sampler = GroupSampler("pos_one", args.group_size, 0, queries)
+    sampler = GroupSampler("single", args.group_size, 0, queries)
     columns: dict[str, list[str]] = {"anchor": [], "positive": []}
     columns.update({f"negative_{i}": [] for i in range(1, args.group_size)})
     for q in queries:

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -86,6 +88,30 @@ class Workflow:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(source, dest)
         return dest
+
+
+def write_nq_slice(source, dest, n_queries: int = 200, n_other: int = 200) -> None:
+    """A BEIR folder with the first questions of NQ-oracle, their gold passages and others."""
+    (dest / "qrels").mkdir(parents=True)
+    qrels = pd.read_csv(source / "qrels" / "test.tsv", sep="\t", dtype=str)
+    queries = (source / "queries.jsonl").read_text(encoding="utf-8").splitlines()[:n_queries]
+    ids = {json.loads(line)["_id"] for line in queries}
+    qrels = qrels[qrels["query-id"].isin(ids)]
+    qrels.to_csv(dest / "qrels" / "test.tsv", sep="\t", index=False)
+    corpus = (source / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    rng = np.random.default_rng(0)
+    other = {json.loads(corpus[i])["_id"] for i in rng.choice(len(corpus), n_other, replace=False)}
+    keep = set(qrels["corpus-id"]) | other
+    (dest / "corpus.jsonl").write_text(
+        "\n".join(line for line in corpus if json.loads(line)["_id"] in keep) + "\n",
+        encoding="utf-8",
+    )
+    (dest / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
+    answers = (source / "answers.jsonl").read_text(encoding="utf-8").splitlines()
+    (dest / "answers.jsonl").write_text(
+        "\n".join(line for line in answers if json.loads(line)["_id"] in ids) + "\n",
+        encoding="utf-8",
+    )
 
 
 def train_command(

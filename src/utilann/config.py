@@ -2,6 +2,10 @@
 
 The Snakefile calls :func:`migrate_deprecated` on the merged config *before* validating it
 against ``config/schema.yaml``, so the schema (and config/README.md) only know the new keys.
+Besides moved keys, one value changed meaning: ``positive_sampling: pos_one`` used to be the
+one-positive groups of SingleLH/Rand1LH, which are now ``single`` (``pos_one`` is the paper's
+Pos-one, App. B.2, whose groups also hold other positives); a run that pairs ``pos_one`` with
+a single-positive loss meant ``single`` and is migrated.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import MutableMapping
 from typing import Any
+
+from utilann.train.losses import LOSSES
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,39 @@ def migrate_deprecated(config: MutableMapping[str, Any]) -> list[str]:
                 ".".join(new),
                 value,
             )
+    return found + _migrate_single_positive_sampling(config)
+
+
+def _migrate_single_positive_sampling(config: MutableMapping[str, Any]) -> list[str]:
+    """``positive_sampling: pos_one`` -> ``single`` where it meets a single-positive loss.
+
+    The loss and the sampling may each come from ``training.defaults`` or the run: the defaults
+    are rewritten when their own pair is such, and a run whose merged pair is gets ``single``
+    of its own. Returns the dotted keys rewritten.
+    """
+    training = config.get("training")
+    if not isinstance(training, MutableMapping):
+        return []
+    defaults = training.get("defaults")
+    defaults = defaults if isinstance(defaults, MutableMapping) else {}
+    runs = training.get("runs")
+    runs = runs if isinstance(runs, MutableMapping) else {}
+    sections = {"training.defaults": defaults}
+    sections.update({f"training.runs.{n}": r for n, r in runs.items() if isinstance(r, dict)})
+    found = []
+    for where, section in sections.items():
+        loss = section.get("loss", defaults.get("loss"))
+        sampling = section.get("positive_sampling", defaults.get("positive_sampling"))
+        if sampling == "pos_one" and loss in LOSSES and LOSSES[loss].single_positive:
+            section["positive_sampling"] = "single"
+            found.append(f"{where}.positive_sampling")
+    if found:
+        log.warning(
+            "positive_sampling 'pos_one' with a single-positive loss (SingleLH, Rand1LH) is "
+            "now called 'single' (one positive, the rest negatives); 'pos_one' is the paper's "
+            "Pos-one, whose groups also hold other positives. Rewritten: %s",
+            ", ".join(found),
+        )
     return found
 
 

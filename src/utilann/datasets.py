@@ -451,8 +451,14 @@ def offline_help(name: str, fmt: str, dest: Path, url: str | None) -> str:
     )
 
 
-def download_beir(name: str, url: str, dest: str | os.PathLike[str]) -> None:
-    """Fetch an official BEIR zip and unpack it into ``dest`` (atomically)."""
+def download_beir(
+    name: str, url: str, dest: str | os.PathLike[str], subsets: Iterable[str] = ()
+) -> None:
+    """Fetch an official BEIR zip and unpack it into ``dest`` (atomically).
+
+    With ``subsets`` (CQADupStack) the archive holds one BEIR folder per subset, and ``dest``
+    becomes the folder that holds them all (``dest/<subset>/corpus.jsonl``).
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
@@ -465,12 +471,25 @@ def download_beir(name: str, url: str, dest: str | os.PathLike[str]) -> None:
             raise DatasetError(f"{offline_help(name, 'beir', dest, url)} ({err})") from None
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(tmp / "unzipped")
-        inner = next((p.parent for p in (tmp / "unzipped").rglob("corpus.jsonl")), None)
+        inner = _beir_root(tmp / "unzipped", list(subsets))
         if inner is None:
-            raise DatasetError(f"{url}: the archive holds no corpus.jsonl")
+            wanted = f"a folder with {sorted(subsets)}" if subsets else "a corpus.jsonl"
+            raise DatasetError(f"{url}: the archive holds no {wanted}")
         os.replace(inner, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _beir_root(unzipped: Path, subsets: list[str]) -> Path | None:
+    """The unpacked folder that is the dataset: the one with corpus.jsonl, or with subsets the
+    one holding every ``<subset>/corpus.jsonl``."""
+    for corpus in sorted(unzipped.rglob("corpus.jsonl")):
+        if not subsets:
+            return corpus.parent
+        root = corpus.parent.parent
+        if all((root / sub / "corpus.jsonl").is_file() for sub in subsets):
+            return root
+    return None
 
 
 def download_ir_datasets(name: str, ids: dict[str, str], dest: str | os.PathLike[str]) -> None:

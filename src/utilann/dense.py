@@ -22,8 +22,15 @@ from tqdm.auto import tqdm
 
 from utilann.hardware import choose_precision
 from utilann.io import parquet_files, parquet_rows, read_arrow, read_metadata
-from utilann.passages import format_passage
-from utilann.train.model import BiEncoder, BiEncoderConfig, load_tokenizer, tokenize
+from utilann.passages import format_passage, title_share
+from utilann.train.model import (
+    CONFIG_FILE,
+    BiEncoder,
+    BiEncoderConfig,
+    load_tokenizer,
+    read_json_field,
+    tokenize,
+)
 
 log = logging.getLogger(__name__)
 # faiss's loader logs each SIMD build it cannot load (a ModuleNotFoundError traceback per
@@ -37,7 +44,9 @@ class EncodeSettings:
 
     ``precision`` is what the config asks (``auto``, ``fp32``, ``bf16``, ``fp16``); the dtype
     the weights get is resolved on the machine that encodes (:mod:`utilann.hardware`) and
-    recorded as :attr:`TextEncoder.dtype` in each output's metadata.
+    recorded as :attr:`TextEncoder.dtype` in each output's metadata. ``passage_title`` and
+    ``passage_separator`` are the run's passage format (the one its training passages had),
+    used when encoding passages.
     """
 
     pooling: str = "cls"
@@ -45,6 +54,8 @@ class EncodeSettings:
     max_length: int = 140
     batch_size: int = 128
     precision: str = "auto"
+    passage_title: bool = True
+    passage_separator: str = " "
 
 
 def limit_threads(n: int) -> None:
@@ -66,6 +77,7 @@ class TextEncoder:
 
     def __init__(self, model_dir: str | Path, settings: EncodeSettings) -> None:
         self.settings = settings
+        self.model_dir = Path(model_dir)
         self.precision = choose_precision(settings.precision, device(), "encoding")
         self.tokenizer = load_tokenizer(model_dir)
         config = BiEncoderConfig(pooling=settings.pooling, normalize=settings.normalize)
@@ -125,13 +137,57 @@ def corpus_slice(corpus_dir: str | Path, shard: int, n_shards: int) -> pd.DataFr
     )
 
 
+TITLE_SHARE_GAP = 0.5
+"""A corpus whose share of titled passages differs from the training passages' by more than
+this is reported (:func:`check_title_agreement`)."""
+
+
+def check_title_agreement(model_dir: str | Path, settings: EncodeSettings, share: float) -> None:
+    """Warn when the model reads titles here but its training passages had none, or back.
+
+    ``share`` is the corpus slice's fraction of titled passages; the checkpoint records its
+    training passages' (``stats.passage_title_share`` in ``biencoder.json``). A bare backbone
+    (zero-shot) records none and is not checked.
+    """
+    trained = read_json_field(Path(model_dir) / CONFIG_FILE, "stats", "passage_title_share")
+    if trained is None or not settings.passage_title:
+        return
+    if abs(float(trained) - share) > TITLE_SHARE_GAP:
+        log.warning(
+            "passage titles differ between training and this corpus: %.0f %% of the training "
+            "passages had a title, %.0f %% here, and the run's passage format (passage_title: "
+            "true) shows them: the encoder reads differently formatted passages than it was "
+            "trained on. Set passage_title: false for this run to train and search on the "
+            "text alone",
+            100 * float(trained),
+            100 * share,
+        )
+
+
 def encode_corpus_shard(
     encoder: TextEncoder, corpus_dir: str | Path, shard: int, n_shards: int
 ) -> pa.Table:
-    """Embed one corpus slice with ``encoder``; an EMBEDDINGS table (doc_id, embedding)."""
+    """Embed one corpus slice with ``encoder``; an EMBEDDINGS table (doc_id, embedding).
+
+    Passages are written in the run's passage format (``encoder.settings``), the share of
+    titled passages is logged and compared with the training passages'.
+    """
     rows = corpus_slice(corpus_dir, shard, n_shards)
-    log.info("encode shard %d/%d: %d passages", shard, n_shards, len(rows))
-    texts = [format_passage(t, x) for t, x in rows[["title", "text"]].itertuples(index=False)]
+    s = encoder.settings
+    share = title_share(list(rows["title"]))
+    log.info(
+        "encode shard %d/%d: %d passages, %.0f %% with a title; passage format: %s",
+        shard,
+        n_shards,
+        len(rows),
+        100 * share,
+        f"title{s.passage_separator!r}text" if s.passage_title else "text only",
+    )
+    check_title_agreement(encoder.model_dir, s, share)
+    texts = [
+        format_passage(t, x, with_title=s.passage_title, separator=s.passage_separator)
+        for t, x in rows[["title", "text"]].itertuples(index=False)
+    ]
     matrix = (
         encoder.encode(texts, desc=f"encode shard {shard}")
         if texts

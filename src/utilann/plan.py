@@ -26,28 +26,155 @@ Target = tuple[str, str]  # (dataset, split)
 
 
 def dataset_entry(config: Config, name: str) -> Mapping[str, Any]:
-    """The ``datasets:`` entry of ``name``, with a clear error for an undeclared one."""
-    try:
+    """The ``datasets:`` entry of ``name``, with a clear error for an undeclared one.
+
+    A subset dataset (``cqadupstack-android``) has its benchmark's entry, without subsets.
+    """
+    if name in config["datasets"]:
         return config["datasets"][name]
-    except KeyError:
-        raise ValueError(
-            f"dataset {name!r} is used but not declared under `datasets:` in the config "
-            f"(declared: {sorted(config['datasets'])})"
-        ) from None
+    parent = subset_datasets(config).get(name)
+    if parent is not None:
+        return {**config["datasets"][parent[0]], "subsets": []}
+    raise ValueError(
+        f"dataset {name!r} is used but not declared under `datasets:` in the config "
+        f"(declared: {sorted(config['datasets'])})"
+    )
+
+
+def subset_datasets(config: Config) -> dict[str, tuple[str, str]]:
+    """``{subset dataset: (benchmark, subset)}``, e.g. ``cqadupstack-android`` -> its forum.
+
+    A benchmark with ``subsets`` (BEIR's CQADupStack: 12 forums in ``cqadupstack/<forum>/``)
+    is searched and evaluated per subset; its target reports the mean over the subsets.
+    """
+    named = {}
+    for name, entry in config["datasets"].items():
+        for subset in entry.get("subsets") or []:
+            named[f"{name}-{subset}"] = (name, subset)
+    clash = sorted(set(named) & set(config["datasets"]))
+    if clash:
+        raise ValueError(f"dataset name(s) {clash} are also subsets of another dataset")
+    return named
+
+
+def raw_dataset_dir(config: Config, name: str) -> str:
+    """Where dataset ``name`` is in its standard layout (a subset: ``<benchmark>/<subset>``)."""
+    root = config["paths"]["datasets"]
+    parent = subset_datasets(config).get(name)
+    return f"{root}/{parent[0]}/{parent[1]}" if parent else f"{root}/{name}"
+
+
+def download_name(config: Config, name: str) -> str:
+    """The dataset whose download provides ``name`` (a subset comes with its benchmark)."""
+    parent = subset_datasets(config).get(name)
+    return parent[0] if parent else name
+
+
+def remove_query(config: Config, dataset: str) -> bool:
+    """Whether runs on ``dataset`` drop the query's own document id (``datasets.*.remove_query``).
+
+    Unset, it follows the dataset's layout: on for BEIR datasets (BEIR's evaluator ignores
+    identical query and document ids by default, pyserini's BEIR regressions pass
+    ``--remove-query``; it matters where queries are corpus documents: ArguAna, Quora), off for
+    MS MARCO and Tevatron files, whose query and passage ids are separate number spaces (query
+    1048585 and passage 1048585 are unrelated).
+    """
+    entry = dataset_entry(config, dataset)
+    chosen = entry.get("remove_query")
+    return entry["format"] == "beir" if chosen is None else bool(chosen)
 
 
 # --- retrieval -----------------------------------------------------------------------------
 
 
+GROUPS = ("in-domain", "zero-shot")
+HYBRID_SUFFIX = "-hybrid"
+
+
+def hybrid_target(config: Config) -> Target | None:
+    """The Hybrid Test as an evaluation target, ``(dataset, <split>-hybrid)``, or None (off).
+
+    Its runs are those of ``(dataset, split)``; its qrels are the golden labels (human +
+    judge positives) of the sampled queries (:mod:`utilann.hybrid`).
+    """
+    hybrid = config["evaluation"]["hybrid"]
+    if not hybrid["dataset"]:
+        return None
+    dataset_entry(config, hybrid["dataset"])
+    return hybrid["dataset"], f"{hybrid['split']}{HYBRID_SUFFIX}"
+
+
 def eval_targets(config: Config) -> list[Target]:
-    """(dataset, split) pairs every retrieval run is evaluated on, in config order."""
-    return [(t["dataset"], t["split"]) for t in config["evaluation"]["targets"]]
+    """(dataset, split) pairs every retrieval run is evaluated on, in config order, then the
+    Hybrid Test (when configured)."""
+    targets = [(t["dataset"], t["split"]) for t in config["evaluation"]["targets"]]
+    for dataset, _ in targets:
+        dataset_entry(config, dataset)
+    hybrid = hybrid_target(config)
+    return targets + ([hybrid] if hybrid else [])
 
 
-def measures_for(config: Config, dataset: str) -> list[str]:
-    """ir_measures names for a dataset: the common ones plus its extra ones."""
-    extra = config["evaluation"]["extra_measures"].get(dataset, [])
-    return list(dict.fromkeys([*config["evaluation"]["measures"], *extra]))
+def source_split(config: Config, dataset: str, split: str) -> str:
+    """The split whose runs an evaluation target scores (the Hybrid Test's is its own split)."""
+    return (
+        config["evaluation"]["hybrid"]["split"]
+        if (dataset, split) == hybrid_target(config)
+        else split
+    )
+
+
+def target_entry(config: Config, dataset: str, split: str) -> Mapping[str, Any]:
+    """The ``evaluation.targets`` item of (dataset, split); a subset has its benchmark's."""
+    parent = subset_datasets(config).get(dataset)
+    name = parent[0] if parent else dataset
+    for entry in config["evaluation"]["targets"]:
+        if (entry["dataset"], entry["split"]) == (name, split):
+            return entry
+    return {"dataset": name, "split": split, "extra_measures": [], "group": None, "answers": None}
+
+
+def target_group(config: Config, dataset: str, split: str) -> str:
+    """``in-domain`` (Table 2) or ``zero-shot`` (Table 3 and its Average) for a target.
+
+    Unset, it follows the layout: MS MARCO and Tevatron data are the in-domain sets, BEIR
+    datasets the zero-shot ones (the paper's Table 3 averages the 14 BEIR sets only). The
+    Hybrid Test is in-domain.
+    """
+    if (dataset, split) == hybrid_target(config):
+        return "in-domain"
+    chosen = target_entry(config, dataset, split)["group"]
+    if chosen:
+        return chosen
+    return "zero-shot" if dataset_entry(config, dataset)["format"] == "beir" else "in-domain"
+
+
+def measures_for(config: Config, dataset: str, split: str) -> list[str]:
+    """Measures of one evaluation target: ``evaluation.measures``, the dataset's
+    ``extra_measures``, then the target's own; the Hybrid Test has ``hybrid.measures``."""
+    if (dataset, split) == hybrid_target(config):
+        return list(config["evaluation"]["hybrid"]["measures"])
+    entry = target_entry(config, dataset, split)
+    extra = config["evaluation"]["extra_measures"].get(entry["dataset"], [])
+    return list(
+        dict.fromkeys([*config["evaluation"]["measures"], *extra, *entry["extra_measures"]])
+    )
+
+
+def subset_targets(config: Config) -> dict[Target, list[Target]]:
+    """``{benchmark target: its subsets' targets}`` for targets of datasets with subsets."""
+    out = {}
+    for dataset, split in eval_targets(config):
+        subsets = dataset_entry(config, dataset).get("subsets") or []
+        if subsets:
+            out[(dataset, split)] = [(f"{dataset}-{sub}", split) for sub in subsets]
+    return out
+
+
+def query_max_len(config: Config, dataset: str) -> int:
+    """Query token cap for searching ``dataset``: its ``dense.query_max_len_by_dataset`` entry
+    (ArguAna's queries are whole arguments), else ``dense.query_max_len``."""
+    dense = config["dense"]
+    return int(dense["query_max_len_by_dataset"].get(dataset, dense["query_max_len"]))
 
 
 def dense_runs(config: Config) -> list[str]:
@@ -66,13 +193,20 @@ def retrieval_runs(config: Config) -> list[str]:
 
 
 def rag_targets(config: Config) -> dict[Target, Mapping[str, Any]]:
-    """The ``rag.targets`` entries by (dataset, split); each dataset must be declared."""
+    """The ``rag.targets`` entries by (dataset, name); each dataset must be declared.
+
+    A target's name (its ``split`` unless it sets ``name``) is the ``split`` of its file names
+    and metrics rows, so one split can be answered twice (top 1 and top 5: paper Table 13).
+    """
     targets: dict[Target, Mapping[str, Any]] = {}
     for entry in config["rag"]["targets"]:
         dataset_entry(config, entry["dataset"])
-        key = (entry["dataset"], entry["split"])
+        key = (entry["dataset"], entry["name"] or entry["split"])
         if key in targets:
-            raise ValueError(f"rag.targets lists {key[0]}/{key[1]} twice")
+            raise ValueError(
+                f"rag.targets lists {key[0]}/{key[1]} twice; give one of them a `name` (e.g. "
+                f"{entry['split']}-top{entry['top_k']})"
+            )
         targets[key] = entry
     return targets
 
@@ -97,11 +231,11 @@ def rag_recall_measure(target: Mapping[str, Any]) -> str:
 def check_rag_measures(config: Config) -> None:
     """RAG's R@k must not collide with the same split's retrieval R@k (another query set)."""
     evaluated = eval_targets(config)
-    for (dataset, split), target in rag_targets(config).items():
+    for (dataset, name), target in rag_targets(config).items():
         recall = rag_recall_measure(target)
-        if (dataset, split) in evaluated and recall in measures_for(config, dataset):
+        if (dataset, name) in evaluated and recall in measures_for(config, dataset, name):
             raise ValueError(
-                f"{dataset}/{split} is evaluated with {recall} and is a rag target with top_k "
+                f"{dataset}/{name} is evaluated with {recall} and is a rag target with top_k "
                 f"{target['top_k']}: both would be the metrics row {recall}; drop {recall} from "
                 "evaluation.measures/extra_measures for this dataset"
             )
@@ -110,9 +244,25 @@ def check_rag_measures(config: Config) -> None:
 def rag_target_list(config: Config) -> list[dict[str, Any]]:
     """What the report needs of each RAG target (Tables 4/5 columns)."""
     return [
-        {"dataset": d, "split": s, "top_k": t["top_k"], "measures": list(t["measures"])}
-        for (d, s), t in rag_targets(config).items()
+        {
+            "dataset": d,
+            "split": name,
+            "source_split": t["split"],
+            "top_k": t["top_k"],
+            "measures": list(t["measures"]),
+        }
+        for (d, name), t in rag_targets(config).items()
     ]
+
+
+def answer_sources(config: Config) -> list[Mapping[str, Any]]:
+    """Every configured gold-answer file (``answers: {path, format}`` of RAG targets,
+    evaluation targets and the Hybrid Test), each once."""
+    found = [t["answers"] for t in config["rag"]["targets"]]
+    found += [t["answers"] for t in config["evaluation"]["targets"]]
+    found.append(config["evaluation"]["hybrid"]["answers"])
+    unique = {(a["path"], a["format"]): a for a in found if a}
+    return list(unique.values())
 
 
 # --- LLMs ----------------------------------------------------------------------------------
@@ -138,26 +288,47 @@ def llm_model_made(config: Config, name: str) -> bool:
 
 
 def hub_llms(config: Config) -> dict[str, str]:
-    """{directory name: hub id} of the LLMs rule fetch_model downloads (annotator, generator)."""
-    names = [config["llm"]["model"], config["rag"]["generator"]["model"]]
+    """{directory name: hub id} of the LLMs rule fetch_model downloads (annotator, generator,
+    Hybrid-Test judge, REPLUG scorer)."""
+    names = [
+        config["llm"]["model"],
+        config["rag"]["generator"]["model"],
+        config["evaluation"]["hybrid"]["judge"]["model"],
+        config["replug"]["model"],
+    ]
     return {hub_slug(n): n for n in names if n and is_hub_id(n) and not packaged_llm(config, n)}
 
 
+def annotation_decoding(config: Config, steps: Sequence[str]) -> dict[str, str]:
+    """``annotation.decoding`` as ``{step: free | constrained}`` for the cascade's ``steps``."""
+    decoding = config["annotation"]["decoding"]
+    if isinstance(decoding, str):
+        return dict.fromkeys(steps, decoding)
+    return {step: decoding.get(step, "free") for step in steps}
+
+
 def rag_generator(config: Config) -> dict[str, Any]:
-    """The generator LLM: ``rag.generator.model``, else the annotation LLM (``llm.model``).
+    """The generator LLM: ``rag.generator.model``, else the annotation LLM (``llm.model``)."""
+    return llm_job(config, config["rag"]["generator"]["model"])
 
-    Either way it is loaded like the annotator (a name under ``llm.packaged`` is the directory
-    rule prepare_llm makes) and runs with the annotation engine settings (``llm.engine``,
-    ``llm.env``, ``llm.chat_template_kwargs``): same backend, same hardware.
+
+def hybrid_judge(config: Config) -> dict[str, Any]:
+    """The Hybrid Test's judge: ``evaluation.hybrid.judge.model``, else the annotation LLM."""
+    return llm_job(config, config["evaluation"]["hybrid"]["judge"]["model"])
+
+
+def llm_job(config: Config, model: str | None) -> dict[str, Any]:
+    """An LLM job's model (``model``, None = ``llm.model``) on the annotation engine.
+
+    Whatever the model, it is loaded like the annotator (a name under ``llm.packaged`` is the
+    directory rule prepare_llm makes) and runs with the annotation engine settings
+    (``llm.engine``, ``llm.env``, ``llm.chat_template_kwargs``): same backend, same hardware.
+    Returns ``model`` (its identity in cache keys), ``path`` (what the engine loads),
+    ``engine`` (``vllm.LLM`` arguments, ``extra`` merged in), ``env`` and
+    ``chat_template_kwargs``: what an LLM job's :class:`EngineSpec` is made of.
     """
-    return llm_engine(config, config["rag"]["generator"]["model"] or config["llm"]["model"])
-
-
-def llm_engine(config: Config, name: str) -> dict[str, Any]:
-    """Model ``name`` on the annotation engine settings: ``model`` (its identity in cache keys),
-    ``path`` (what the engine loads), ``engine`` (``vllm.LLM`` arguments, ``extra`` merged in),
-    ``env`` and ``chat_template_kwargs``: what an LLM job's :class:`EngineSpec` is made of."""
     llm = config["llm"]
+    name = model or llm["model"]
     engine = {k: v for k, v in llm["engine"].items() if k != "extra" and v is not None}
     return {
         "model": name,
@@ -168,12 +339,31 @@ def llm_engine(config: Config, name: str) -> dict[str, Any]:
     }
 
 
+def replug_scorer(config: Config) -> dict[str, Any]:
+    """The LM that scores REPLUG's answer likelihoods: ``replug.model``, else the annotation
+    LLM (:func:`llm_job`)."""
+    return llm_job(config, config["replug"]["model"])
+
+
 def rag_sampling(config: Config, target: Mapping[str, Any]) -> dict[str, Any]:
     """The generator's sampling parameters for one target (its ``max_tokens`` overrides)."""
     sampling = {k: v for k, v in config["rag"]["generator"]["sampling"].items() if v is not None}
     if target["max_tokens"]:
         sampling["max_tokens"] = target["max_tokens"]
     return sampling
+
+
+def hybrid_runs(config: Config) -> list[str]:
+    """Runs whose top passages form the Hybrid Test's pool (``hybrid.runs``, [] = all)."""
+    runs = retrieval_runs(config)
+    chosen = list(config["evaluation"]["hybrid"]["runs"]) or runs
+    unknown = [r for r in chosen if r not in runs]
+    if unknown:
+        raise ValueError(
+            f"evaluation.hybrid.runs names unknown run(s) {unknown}; runs of this experiment: "
+            f"{runs}"
+        )
+    return chosen
 
 
 # --- new-corpus mode and the human share ---------------------------------------------------
@@ -257,6 +447,47 @@ def significance_baseline(requested: str, runs: Sequence[str]) -> tuple[str, str
     )
 
 
+def curriculum_group(settings: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Runs compared by the paper's second test (the dagger against REPLUG "within a group"):
+    same backbone, and the same human-label stage (a curriculum ratio, or none)."""
+    stage = settings["query_ratio"] if settings.get("init_from") else None
+    return settings["backbone"], stage
+
+
+def second_baselines(
+    config: Config, specs: Mapping[str, RunSpec], primary: str
+) -> dict[str, list[str]]:
+    """``{baseline run: the runs t-tested against it}`` of ``significance.second_baseline``.
+
+    Each training run that is not itself a baseline is tested against the listed run of its
+    :func:`curriculum_group` (REPLUG for the single-stage runs, REPLUG (CL 20%) for the CL 20%
+    ones, ...); runs without one are not tested.
+    """
+    listed = list(config["evaluation"]["significance"]["second_baseline"]["runs"])
+    settings = run_settings(specs)
+    unknown = [r for r in listed if r not in settings]
+    if unknown:
+        raise ValueError(
+            "evaluation.significance.second_baseline.runs must be training runs; unknown: "
+            f"{unknown} (runs: {sorted(settings)})"
+        )
+    by_group: dict[tuple[Any, ...], str] = {}
+    for run in listed:
+        group = curriculum_group(settings[run])
+        if group in by_group:
+            raise ValueError(
+                f"second_baseline runs {by_group[group]!r} and {run!r} are trained alike "
+                "(same backbone and curriculum stage): list one per group"
+            )
+        by_group[group] = run
+    tested: dict[str, list[str]] = {run: [] for run in listed}
+    for name, values in settings.items():
+        baseline = by_group.get(curriculum_group(values))
+        if baseline and name not in listed and name != primary:
+            tested[baseline].append(name)
+    return tested
+
+
 # --- training runs and the report ----------------------------------------------------------
 
 
@@ -278,6 +509,12 @@ def needs_annotation(specs: Mapping[str, RunSpec]) -> bool:
     return any(spec.trainset.needs_labels for spec in specs.values())
 
 
+def needs_replug(specs: Mapping[str, RunSpec]) -> bool:
+    """Whether some training run learns from REPLUG's answer likelihoods (rule replug_score
+    then runs on every pool shard)."""
+    return any(spec.trainset.needs_replug for spec in specs.values())
+
+
 def primary_target(config: Config) -> dict[str, Any] | None:
     """The first evaluation target, its measures, and the one measure Table 6 and Figure 3
     show: RR@10 (the paper's MS MARCO Dev MRR@10) when evaluated, else the first."""
@@ -285,7 +522,7 @@ def primary_target(config: Config) -> dict[str, Any] | None:
     if not targets:
         return None
     dataset, split = targets[0]
-    measures = measures_for(config, dataset)
+    measures = measures_for(config, dataset, split)
     return {
         "dataset": dataset,
         "split": split,
@@ -301,9 +538,14 @@ def dataset_measure(config: Config) -> str:
 
 
 def evaluation_list(config: Config) -> list[dict[str, Any]]:
-    """Every evaluation target with its measures (Table 2's columns)."""
+    """Every evaluation target with its measures and group (Tables 2 and 3)."""
     return [
-        {"dataset": d, "split": s, "measures": measures_for(config, d)}
+        {
+            "dataset": d,
+            "split": s,
+            "measures": measures_for(config, d, s),
+            "group": target_group(config, d, s),
+        }
         for d, s in eval_targets(config)
     ]
 
@@ -327,4 +569,7 @@ def report_settings(
         alpha=alpha,
         annotation=needs_annotation(specs),
         newcorpus=newcorpus_report(config),
+        second_baselines=second_baselines(config, specs, baseline),
+        second_markers=list(config["evaluation"]["significance"]["second_baseline"]["markers"]),
+        cost={**config["report"]["cost"], "gpus": config["annotation"]["resources"]["gpu"]},
     )

@@ -3,7 +3,9 @@
 The paper annotates, for every training query, a fixed pool of 1 human positive + 30 hard
 negatives (BM25/coCondenser from the RepLLaMA file). Here the negatives come either from a
 BM25 run (``source="bm25"``) or from the negatives shipped with the dataset
-(``source="dataset"``: Tevatron files). A judged passage is never a negative.
+(``source="dataset"``: Tevatron files). A judged passage is never a negative. Pools are
+deterministic given the seed: the query sample and the shard assignment depend only on the
+sorted query ids and the seed.
 
 Where the judged-relevant passages go is ``judged``:
 
@@ -16,8 +18,18 @@ Where the judged-relevant passages go is ``judged``:
 With the last two every query of the split gets a pool, judged or not (the new-corpus mode:
 generated queries' pseudo-qrels name their source passage, unlabelled queries have none).
 ``positive_source`` is the ``source`` written for judged passages (``human``, or ``pseudo``
-for a generated query's source passage). Pools are deterministic given the seed: the query
-sample and the shard assignment depend only on the sorted query ids and the seed.
+for a generated query's source passage).
+
+Order: the human positive(s) come first, then the negatives (``position`` 0, 1, ...). With
+``shuffle`` each query's positive list and negative list (with ``candidate``: the negatives
+and the unmarked judged passages together) are shuffled, each on its own, as the
+authors shuffled the RepLLaMA file's lists with ``random.seed(0)`` before annotating
+(process.ipynb, first cell); ``source_rank`` keeps the rank before the shuffle. The shuffle
+happens here, once, so the annotation windows (which split the negatives in pool order under
+``fixed_first``) and training read the same order. Each query is shuffled by its own
+generator, seeded by ``(shuffle_seed, query_id)``: the order does not depend on the query
+sample, the sharding or the file order - the same kind of permutation as the authors', not
+their exact one (theirs depends on the position of every query in their file).
 """
 
 from __future__ import annotations
@@ -51,11 +63,15 @@ def build_pools(
     source: str,
     judged_policy: str = "human",
     positive_source: str = "human",
+    shuffle: bool = False,
+    shuffle_seed: int = 0,
 ) -> pd.DataFrame:
     """Return the POOLS table for the training queries of one split (``qrels``, ``queries``).
 
     ``candidates`` is a ranked list (query_id, doc_id, rank): a BM25 run or the dataset's own
-    negatives. ``judged_policy`` places the judged-relevant passages (module docstring).
+    negatives. The top ``negatives`` are kept, ``judged_policy`` places the judged-relevant
+    passages, then (``shuffle``) each query's positives and the rest are shuffled separately
+    (module docstring).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown pool source {source!r}; expected one of {SOURCES}")
@@ -81,13 +97,18 @@ def build_pools(
     for qid in qids:
         listed = ranked.get(qid, [])
         negs = [d for d in listed if d not in judged.get(qid, set())][:negatives]
-        entries = [(did, False, negs_source, rank) for rank, did in enumerate(negs, start=1)]
+        others = [(did, False, negs_source, rank) for rank, did in enumerate(negs, start=1)]
         relevant = pos_by_query.get(qid, [])
+        firsts: list[tuple] = []
         if judged_policy == "human":
-            entries = [(did, True, positive_source, 0) for did in relevant] + entries
+            firsts = [(did, True, positive_source, 0) for did in relevant]
         elif judged_policy == "candidate":
-            entries = _insert_by_rank(entries, relevant, listed, positive_source)
-        rows += [(qid, texts[qid], pos, *entry) for pos, entry in enumerate(entries)]
+            others = _insert_by_rank(others, relevant, listed, positive_source)
+        if shuffle:
+            rng = random.Random(f"{shuffle_seed}:{qid}")
+            rng.shuffle(firsts)
+            rng.shuffle(others)
+        rows += [(qid, texts[qid], pos, *entry) for pos, entry in enumerate(firsts + others)]
     pools = pd.DataFrame(
         rows,
         columns=[

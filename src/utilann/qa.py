@@ -7,11 +7,15 @@ Formats (``load_answers(path, fmt)``):
 * ``nq-open`` - the official NQ-open jsonl, ``{"question", "answer": [..]}``, without ids.
 * ``hotpotqa`` - HotpotQA's JSON list (or jsonl) of ``{"question", "answer", ...}``; the
   original dev files carry ``_id``, the simplified 7,405-question file does not.
-* ``msmarco`` - MS MARCO QA: the official evaluation's jsonl reference format,
-  ``{"query_id": .., "answers": [..]}`` per line (``wellFormedAnswers`` may also be present),
-  or the column-oriented v2.1 release JSON (``{"query_id": {"0": ..}, "answers": {"0": [..]}}``).
-  ``No Answer Present.`` is not an answer: like the official evaluation, such queries are
-  excluded. ``wellFormedAnswers`` is ``"[]"`` (a string) when empty in the release files.
+* ``msmarco`` - MS MARCO QA, in any of its published forms: the column-oriented v2.1 release
+  JSON (``dev_v2.1.json``, optionally ``.gz``: ``{"query_id": {"0": ..}, "answers": {"0": [..]},
+  "query": .., "passages": .., "wellFormedAnswers": ..}``), the v1.1 release (one JSON record
+  per line with the same fields), the official evaluation's reference jsonl
+  (``{"query_id": .., "answers": [..]}`` per line), or the Hugging Face export
+  (``microsoft/ms_marco``, ``v2.1/validation-*.parquet``: columns ``answers``, ``passages``,
+  ``query``, ``query_id``, ``query_type``, ``wellFormedAnswers``). ``No Answer Present.`` is not
+  an answer: like the official evaluation, such queries are excluded. ``wellFormedAnswers`` is
+  ``"[]"`` (a string) when empty in the release JSON and an empty list in the parquet export.
 
 Files without query ids (NQ-open, simplified HotpotQA) are joined to a QUERIES table by question
 text (lowercased, whitespace collapsed, trailing "?" dropped): that is how BEIR's NQ test
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("beir", "nq-open", "hotpotqa", "msmarco")
 MSMARCO_NO_ANSWER = "No Answer Present."
 MSMARCO_FIELDS = ("answers", "wellFormedAnswers")
+MSMARCO_COLUMNS = ("query_id", *MSMARCO_FIELDS)
 
 
 class AnswersError(ValueError):
@@ -190,8 +195,33 @@ def load_question_answers(
     return _by_question(records, queries, Path(path))
 
 
+def _parquet_records(path: Path, columns: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, record) of a Parquet file, or of every ``*.parquet`` in a directory."""
+    import pyarrow.parquet as pq
+
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise AnswersError(f"{path}: no .parquet file in the directory")
+    for file in files:
+        table = pq.read_table(file)
+        missing = [c for c in columns if c not in table.column_names]
+        if missing:
+            raise AnswersError(
+                f"{file}: missing column(s) {missing}; the Hugging Face export of MS MARCO QA "
+                "(microsoft/ms_marco) has query_id, query, answers, passages, wellFormedAnswers"
+            )
+        present = [c for c in MSMARCO_COLUMNS if c in table.column_names]
+        for index, record in enumerate(table.select(present).to_pylist()):
+            yield f"{file}[row {index}]", record
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.is_dir() or path.suffix == ".parquet"
+
+
 def load_msmarco_qa(path: str | os.PathLike[str], field: str = "answers") -> pd.DataFrame:
-    """MS MARCO QA gold answers (``field``: ``answers`` or ``wellFormedAnswers``).
+    """MS MARCO QA gold answers (``field``: ``answers`` or ``wellFormedAnswers``) from any of
+    the published forms (module docstring); the layout is recognised from the content.
 
     Answers equal to ``No Answer Present.`` are removed, so unanswerable queries drop out, as
     they do in the official evaluation.
@@ -200,9 +230,17 @@ def load_msmarco_qa(path: str | os.PathLike[str], field: str = "answers") -> pd.
         raise ValueError(
             f"unknown MS MARCO answer field {field!r}; expected one of {MSMARCO_FIELDS}"
         )
+    path = Path(path)
+    if not path.exists():
+        raise AnswersError(missing_answers_help(str(path), "msmarco"))
+    records = (
+        _parquet_records(path, ["query_id", field])
+        if _is_parquet(path)
+        else read_json_records(path)
+    )
 
     def pairs() -> Iterator[tuple[str, list[str]]]:
-        for where, record in read_json_records(path):
+        for where, record in records:
             if "query_id" not in record:
                 raise AnswersError(f"{where}: missing 'query_id'")
             value = record.get(field)
@@ -212,6 +250,27 @@ def load_msmarco_qa(path: str | os.PathLike[str], field: str = "answers") -> pd.
             yield str(record["query_id"]), answers
 
     return _frame(pairs(), Path(path))
+
+
+ANSWER_FILES = {
+    "msmarco": "MS MARCO QA v2.1 dev: dev_v2.1.json.gz (the MS MARCO QA release; v1.1: "
+    "dev_v1.1.json) or the Hugging Face export microsoft/ms_marco, v2.1/"
+    "validation-00000-of-00001.parquet (a folder of such files works too)",
+    "nq-open": "NQ-open: NQ-open.dev.jsonl / NQ-open.test.jsonl ({question, answer: [..]} per "
+    "line, google-research-datasets/natural-questions, nq_open/)",
+    "hotpotqa": "HotpotQA: hotpot_dev_distractor_v1.json or the simplified 7,405-question file "
+    "({question, answer} records)",
+    "beir": "a jsonl with {_id, answers: [..]} per line (the query ids of the dataset)",
+}
+
+
+def missing_answers_help(path: str, fmt: str) -> str:
+    """What to do when a configured gold-answer file is absent (machines are often offline)."""
+    return (
+        f"gold answers not found: {path} (format {fmt!r}). Nothing is downloaded for it "
+        f"(ir_datasets' msmarco-qna is no longer hosted): put the file there yourself - "
+        f"{ANSWER_FILES.get(fmt, fmt)} - or point the config's `answers.path` at your copy"
+    )
 
 
 def load_answers(

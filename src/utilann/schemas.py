@@ -152,13 +152,37 @@ TRAINSET = pa.schema(
         ("text", pa.string()),
         ("positive", pa.bool_()),
         ("is_human_positive", pa.bool_()),
+        ("utility", pa.float64()),
     ]
 )
 """One run's training labels: per training query, its pool passages marked positive or not.
 
 Rows not marked ``positive`` are the query's hard negatives. Passages removed by the
-``exclusion`` policy are absent. The label settings and counts (queries dropped for lack of a
-positive, mean positives, recall of the human positive) are in the file's metadata.
+``exclusion`` policy are absent. ``utility`` is the REPLUG teacher's ``U`` of the passage (label
+source ``replug``: a softmax over the query's pool of the LM's log-likelihood of the gold answer
+given the passage, summing to 1 per query; its top passage is the ``positive``), null for the
+other label sources. The label settings and counts (queries dropped for lack of a positive,
+mean positives, recall of the human positive) are in the file's metadata.
+"""
+
+REPLUG_SCORES = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("position", pa.int32()),
+        ("answer", pa.string()),
+        ("answer_tokens", pa.int32()),
+        ("logprob", pa.float64()),
+        ("cache_key", pa.string()),
+    ]
+)
+"""REPLUG's answer likelihoods: one row per (training query with a gold answer, pool passage).
+
+``logprob`` is ``log P(answer | query, passage)``, the sum of the ``answer_tokens`` token
+log-probabilities of the gold ``answer`` as the LM's reply to a RAG prompt showing the passage
+(:mod:`utilann.replug`); ``position`` is the passage's place in the pool; ``cache_key`` the
+scoring request's key in the LLM cache. Model, revision, prompt and counts (queries without an
+answer, prompts too long to score) are in the file's metadata.
 """
 
 LOSS_CURVE = pa.schema(

@@ -9,6 +9,7 @@ scenario loads the model at most once:
 * an unchanged rerun: nothing to do, and a forced rerun makes zero LLM calls;
 * a new UtilRank threshold reruns only the report;
 * a new prompt version changing only the UtilSel wording regenerates only UtilSel calls;
+* constrained decoding (grammars on the real engine) leaves no failed parse;
 * SIGKILL in the middle of the job, rerun: same labels as the uninterrupted run, and the
   calls committed before the kill are served from the cache.
 
@@ -333,6 +334,36 @@ def test_new_prompt_version_regenerates_only_its_step(fresh, tmp_path):
     }
     meta = read_metadata(fresh.path("annotation/labels.parquet"))
     assert meta["prompts"]["version"] == "v2"
+
+
+def test_constrained_decoding_leaves_no_failed_parse(fresh):
+    """``annotation.decoding: constrained`` on the real engine (llguidance grammars): every
+    selection parses as is, rankings of up to EXACT_RANKING_MAX ids too; a longer ranking may
+    only need a repeat dropped, and an answer cut short by ``max_tokens`` is repaired. Decoding
+    is in the cache key, so every call is generated anew."""
+    from utilann.llm.grammar import EXACT_RANKING_MAX
+
+    before = fresh.manifest()["llm_calls"]
+    config = json.loads(json.dumps(fresh.config))
+    config["annotation"]["decoding"] = "constrained"
+    fresh.write_config(config)
+    assert fresh.planned() == {"annotate_shard": 1, "merge_annotation": 1, "annotation_report": 1}
+    fresh.snakemake(*TARGETS)
+    manifest = fresh.manifest()
+    calls = manifest["llm_calls"]
+    assert calls["cached"] == 0 and calls["calls"] >= before["calls"]
+    assert manifest["prefix_cache"]["queries"] > 0
+    raw = read_table(fresh.path("annotation/shard-0/raw.parquet"))
+    assert (raw["parse_status"] != "failed").all(), raw[raw["parse_status"] == "failed"]
+    shown = raw["doc_ids"].str.len()
+    exact = raw["step"].isin(["relsel", "utilsel"]) | (
+        (raw["step"] == "utilrank") & (shown <= EXACT_RANKING_MAX)
+    )
+    exact &= raw["finish_reason"] == "stop"  # not cut short by max_tokens
+    assert (raw.loc[exact, "parse_status"] == "ok").all(), raw.loc[exact, "text"]
+    meta = read_metadata(fresh.path("annotation/labels.parquet"))
+    assert set(meta["decoding"].values()) == {"constrained"}
+    print("\nconstrained parse outcomes:\n", raw.groupby("step")["parse_status"].value_counts())
 
 
 def test_sigkill_then_rerun_resumes_with_identical_labels(fresh, pools, models, prompts, tmp_path):

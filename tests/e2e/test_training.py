@@ -58,7 +58,7 @@ CONFIG = {
                 "label_source": "human",
                 "query_ratio": 0.5,
                 "loss": "SingleLH",
-                "positive_sampling": "pos_one",
+                "positive_sampling": "single",
             },
         },
     },

@@ -27,6 +27,7 @@ class ScriptedEngine:
     def __init__(self, die_after_chunks: int | None = None):
         self.prompts = 0
         self.chunks = 0
+        self.sampling = []
         self.die_after_chunks = die_after_chunks
 
     def chat(self, conversations, sampling):
@@ -34,6 +35,7 @@ class ScriptedEngine:
             raise KeyboardInterrupt("simulated kill")
         self.chunks += 1
         self.prompts += len(conversations)
+        self.sampling += [(c[0]["content"], s) for c, s in zip(conversations, sampling)]
         return [self._answer(c) for c in conversations]
 
     @staticmethod
@@ -199,3 +201,28 @@ def test_prompt_too_long_is_failed_and_not_cached(tmp_path):
         raw = result.raw[result.raw.query_id == "qz"]
         assert raw["parse_status"].tolist() == ["failed"]
         assert cache.get_many(raw["cache_key"].tolist()) == {}
+
+
+def test_constrained_steps_carry_the_grammar_of_the_passages_shown(tmp_path):
+    from utilann.llm.grammar import answer_grammar
+
+    engine = ScriptedEngine()
+    templates = load_templates(STEPS, "v1")
+    result = run(tmp_path, engine, decoding={"relsel": "constrained", "utilrank": "free"})
+    relsel = [s for system, s in engine.sampling if "RelevanceJudge" in system]
+    assert len(relsel) == (result.raw["step"] == "relsel").sum()
+    syntax = templates["relsel"].answer_syntax
+    # one grammar per window size: qa 3+3+3 (its positive opens every window), qb 3, qc 3+2
+    assert {s["structured_outputs"]["grammar"] for s in relsel} == {
+        answer_grammar(syntax, 3),
+        answer_grammar(syntax, 2),
+    }
+    others = [s for system, s in engine.sampling if "RelevanceJudge" not in system]
+    assert others and not any("structured_outputs" in s for s in others)
+    free = run(tmp_path / "free", ScriptedEngine())
+    pd.testing.assert_frame_equal(result.labels, free.labels)  # well-formed answers: same labels
+
+
+def test_unknown_decoding_mode_is_rejected():
+    with pytest.raises(ValueError, match="decoding"):
+        settings(decoding={"relsel": "greedy"})

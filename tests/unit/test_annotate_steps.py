@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from utilann.annotate import steps
-from utilann.annotate.cascade import Cascade, CascadeSettings
+from utilann.annotate.cascade import Cascade, CascadeSettings, check_template
 from utilann.annotate.report import annotation_report
 from utilann.annotate.steps import Selected, Step, TopPercent, top_percent_cutoff
 from utilann.labels import derive_positives, queries_without_positive
@@ -91,9 +91,24 @@ def test_schema_enums_agree_with_the_registry():
 
 
 def test_every_packaged_prompt_version_fits_the_steps():
-    for version in ("v1", "v1-small"):
-        templates = load_templates(tuple(steps.STEPS), version)
+    for version in ("v1", "v1-small", "v2"):
+        templates = load_templates(steps.cascade_steps(steps.strategies()), version)
         CascadeSettings(sampling={}, templates=templates)  # checks formats and inputs
+        judge = steps.get_step("judge")
+        check_template(judge, load_template(judge.template_name, version))
+
+
+def test_the_judge_reads_the_gold_answer_and_is_no_strategy():
+    judge = steps.get_step("judge")
+    assert judge.reference == "gold" and judge.template_name == "utilsel"
+    assert judge.needs_answer and not judge.is_strategy
+    assert "judge" not in steps.strategies()
+    assert steps.dependencies(judge) == ()  # no pseudo-answer needed
+    assert "judge" not in steps.cascade_steps(steps.strategies())
+    with pytest.raises(ValueError, match="gold answer"):
+        Step("bad", "selection", passages="window", reference="gold", labels=Selected())
+    with pytest.raises(ValueError, match="reference"):
+        Step("bad", "selection", passages="window", reference="oracle")
 
 
 @pytest.mark.parametrize(

@@ -49,3 +49,36 @@ def test_rag_significance_keys_move_under_evaluation():
         "rag": {},
         "evaluation": {"targets": [], "significance": {"baseline": "utilsel", "alpha": 0.01}},
     }
+
+
+def test_pos_one_with_a_single_positive_loss_becomes_single(caplog):
+    """The old ``pos_one`` (one positive, negatives only) is ``single`` now; it is migrated
+    where it cannot be the paper's Pos-one (a single-positive loss), nowhere else."""
+    config = {
+        "training": {
+            "defaults": {"loss": "SumMargLH", "positive_sampling": "pos_one"},
+            "runs": {
+                "human": {"loss": "SingleLH", "positive_sampling": "pos_one"},
+                "rand1": {"loss": "Rand1LH"},  # pos_one inherited from the defaults
+                "posone": {"label_source": "utilsel"},  # SumMargLH + Pos-one: the paper's
+                "explicit": {"loss": "SingleLH", "positive_sampling": "single"},
+            },
+        }
+    }
+    with caplog.at_level(logging.WARNING):
+        found = cfg.migrate_deprecated(config)
+    assert found == [
+        "training.runs.human.positive_sampling",
+        "training.runs.rand1.positive_sampling",
+    ]
+    runs = config["training"]["runs"]
+    assert runs["human"]["positive_sampling"] == runs["rand1"]["positive_sampling"] == "single"
+    assert "positive_sampling" not in runs["posone"]
+    assert config["training"]["defaults"]["positive_sampling"] == "pos_one"
+    assert "now called 'single'" in caplog.text
+
+
+def test_single_positive_defaults_are_migrated_for_the_runs_that_inherit_them():
+    config = {"training": {"defaults": {"loss": "SingleLH", "positive_sampling": "pos_one"}}}
+    assert cfg.migrate_deprecated(config) == ["training.defaults.positive_sampling"]
+    assert config["training"]["defaults"]["positive_sampling"] == "single"

@@ -311,3 +311,14 @@ def test_truncated_parquet_shard_is_named_with_the_fix(tmp_path):
         read_table(out / "qrels.parquet")
     with pytest.raises(FileNotFoundError):  # missing is not corrupt
         read_table(out / "absent.parquet")
+
+
+def test_a_benchmark_archive_unpacks_to_the_folder_of_its_subsets(tmp_path):
+    from utilann.datasets import _beir_root
+
+    for forum in ("android", "gis"):
+        (tmp_path / "cqadupstack" / forum).mkdir(parents=True)
+        (tmp_path / "cqadupstack" / forum / "corpus.jsonl").write_text("{}\n")
+    assert _beir_root(tmp_path, ["android", "gis"]) == tmp_path / "cqadupstack"
+    assert _beir_root(tmp_path, []) == tmp_path / "cqadupstack" / "android"
+    assert _beir_root(tmp_path, ["android", "tex"]) is None

@@ -55,3 +55,12 @@ def test_ndcg_matches_ir_measures_on_retrieved_queries():
 def test_unknown_measure_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown evaluation measure 'nDCG@ten'"):
         evaluate_run(RUN, QRELS, ["nDCG@ten"])
+
+
+def test_graded_measure_on_binary_qrels_warns():
+    from utilann.evaluation import max_grade_warning
+
+    binary = QRELS.assign(relevance=QRELS["relevance"].clip(upper=1))
+    assert "every value is 0" in max_grade_warning(binary, ["RR@10", "R(rel=2)@1000"])
+    assert max_grade_warning(QRELS, ["R(rel=2)@1000"]) is None  # q2/c is graded 2
+    assert max_grade_warning(binary, ["RR@10", "Acc@20"]) is None

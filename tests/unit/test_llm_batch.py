@@ -1,10 +1,18 @@
 """The one generation loop: de-duplication, chunked commits, lazy engine start, resume."""
 
+import json
+
 import pytest
 
 from utilann.llm.batch import CachedGenerator, Request
-from utilann.llm.cache import GenerationCache, ModelIdentity
-from utilann.llm.engine import PROMPT_TOO_LONG, Generation
+from utilann.llm.cache import GenerationCache, ModelIdentity, request_key
+from utilann.llm.engine import (
+    PROMPT_TOO_LONG,
+    SCORE_SAMPLING,
+    SCORED,
+    Generation,
+    continuation_logprobs,
+)
 
 IDENTITY = ModelIdentity("m", "sha256:0", "0.32.0", "bfloat16")
 SAMPLING = {"temperature": 0.0, "max_tokens": 8}
@@ -127,3 +135,51 @@ def test_a_backend_returning_too_few_outputs_is_an_error(tmp_path):
         gen.generate([request("a"), request("b")])
     with pytest.raises(ValueError, match="chunk_size"):
         CachedGenerator(gen.cache, IDENTITY, Broken, chunk_size=0)
+
+
+class ScoringBackend(EchoBackend):
+    """EchoBackend that also scores: each continuation token (word) gets -1 per letter."""
+
+    def __init__(self):
+        super().__init__()
+        self.scored: list[list[str]] = []
+
+    def score(self, conversations, sampling):
+        assert all(s == SCORE_SAMPLING for s in sampling)
+        self.scored.append([c[-1]["content"] for c in conversations])
+        return [
+            Generation(json.dumps([-len(w) for w in c[-1]["content"].split()]), 9, 1, SCORED)
+            for c in conversations
+        ]
+
+
+def scoring(text: str, answer: str) -> Request:
+    messages = [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+    return Request("t@0", messages, SCORE_SAMPLING, mode="score")
+
+
+def test_score_requests_go_to_the_backends_scorer_and_are_cached(tmp_path):
+    backend = ScoringBackend()
+    gen, starter = generator(tmp_path, backend, chunk_size=8)
+    requests = [request("a"), scoring("q", "ab c"), request("b"), scoring("q", "xyz")]
+    outcomes = gen.generate(requests)
+    assert backend.calls == [["a", "b"]] and backend.scored == [["ab c", "xyz"]]
+    assert [continuation_logprobs(o.generation) for o in outcomes[1::2]] == [[-2, -1], [-3]]
+    assert outcomes[0].generation.text == "echo a"
+    # a second run is served from the cache, without an engine
+    again, starter2 = generator(tmp_path, ScoringBackend(), chunk_size=8, writer="w2")
+    assert [o.from_cache for o in again.generate(requests)] == [True] * 4 and not starter2.starts
+
+
+def test_the_mode_is_part_of_the_key_and_generation_keys_do_not_change():
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    generate = request_key(IDENTITY, "t@0", SCORE_SAMPLING, messages)
+    assert generate == request_key(IDENTITY, "t@0", SCORE_SAMPLING, messages, "generate")
+    assert generate != request_key(IDENTITY, "t@0", SCORE_SAMPLING, messages, "score")
+    with pytest.raises(ValueError, match="mode"):
+        request_key(IDENTITY, "t@0", SCORE_SAMPLING, messages, "embed")
+
+
+def test_continuation_logprobs_rejects_a_generation():
+    with pytest.raises(ValueError, match="not a scored continuation"):
+        continuation_logprobs(Generation("hello", 3, 1, "stop"))

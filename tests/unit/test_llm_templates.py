@@ -64,9 +64,10 @@ def test_packaged_sets():
     assert available_templates() == sorted(
         [f"{s}.v1" for s in ANNOTATION_STEPS]
         + [f"{s}.v1-small" for s in ANNOTATION_STEPS]
+        + [f"{s}.v2" for s in ANNOTATION_STEPS]
         + ["sentence.v1", "short_answer.v1", "query_gen.v1", "query_check.v1"]
     )
-    for version in ("v1", "v1-small"):
+    for version in ("v1", "v1-small", "v2"):
         templates = load_templates(ANNOTATION_STEPS, version)
         assert {t.answer_format for t in templates.values()} == set(ANSWER_FORMATS)
         assert all(len(t.sha256) == 64 and t.version == version for t in templates.values())
@@ -198,3 +199,38 @@ def test_example_key_must_be_a_user_and_assistant_pair():
     body = b"answer_format: text\nexample: {user: 'x'}\npassage: '{passage}'\nfinal: '{passages}'\n"
     with pytest.raises(TemplateError, match="`example` needs"):
         parse_template(body, "query_gen", "vx")
+
+
+@pytest.mark.parametrize("step", ANNOTATION_STEPS)
+def test_v2_has_the_authors_conversation_structure(step):
+    """Paper Fig. 4-7 / the authors' dataset.py: no system message; a role-setting user turn
+    and an assistant acknowledgement; for the listwise steps a task turn and its
+    acknowledgement, then per passage "[i] text" answered "Received passage [i].", and a final
+    user turn with the query, the instruction and the output format."""
+    template = load_template(step, "v2")
+    messages = template.render("what is ra?", ["Ra is the sun god.", "Nut is the sky."], "The sun.")
+    roles = [m["role"] for m in messages]
+    assert "system" not in roles and roles[:2] == ["user", "assistant"]
+    assert roles[-1] == "user" and "what is ra?" in messages[-1]["content"]
+    if template.passage_turns:
+        assert roles == ["user", "assistant"] * 4 + ["user"]  # role, task, 2 passages
+        assert [m["content"] for m in messages[4:8]] == [
+            "[1] Ra is the sun god.",
+            "Received passage [1].",
+            "[2] Nut is the sky.",
+            "Received passage [2].",
+        ]
+    else:  # the pseudo-answer: the passages joined by newlines in the final turn
+        assert "Ra is the sun god.\nNut is the sky." in messages[-1]["content"]
+    final = messages[-1]["content"]
+    assert "[]" not in final.replace("[[i],[j],...]", "")  # no explicit empty-answer option
+    if step == "relsel":
+        assert "relevant when" not in final  # no added definition of relevance
+    if template.answer_format == "selection":
+        assert "My selection:[[i],[j],...]" in final
+
+
+def test_v1_is_unchanged_by_v2():
+    """v1 and v1-small keep their bytes (their cache entries and the demo stay valid)."""
+    assert load_template("relsel", "v1").turns[0][0] == "system"
+    assert "If no passage is relevant" in load_template("relsel", "v1").final

@@ -20,14 +20,18 @@ from utilann.train.losses import (
     LOSSES,
     ContrastiveLoss,
     JointLH,
+    KLDiv,
     LossEntry,
+    LSEPair,
     Rand1LH,
     SingleLH,
     SumMargLH,
+    SumMargLHClamp,
     build_loss,
     group_targets,
     register_loss,
 )
+from utilann.train.losses.sum_marg_clamp import CLAMP_MIN
 from utilann.train.settings import TrainSettings
 from utilann.train.spec import resolve_runs
 
@@ -46,6 +50,11 @@ EXPECTED = {
     JointLH: (LN(8) + LN(5 / 3)) / 2,
     # -log sum p(d+): row 0 -log(3/4)
     SumMargLH: (LN(4 / 3) + LN(5 / 3)) / 2,
+    # the same while the positives' mass is above the clamp
+    SumMargLHClamp: (LN(4 / 3) + LN(5 / 3)) / 2,
+    # log(1 + sum_+ sum_- exp(s- - s+)): row 0 pairs (d1, d3): e^0, (d2, d3): e^-ln2 -> 1 + 1/2,
+    # log(5/2); row 1 pairs (d1, d2), (d1, d3): 2 e^-ln3 = 2/3, log(5/3)
+    LSEPair: (LN(5 / 2) + LN(5 / 3)) / 2,
 }
 
 
@@ -99,6 +108,98 @@ def test_summarg_gradient_spreads_in_proportion_to_probability():
     assert torch.allclose(joint, torch.tensor([-0.7, -0.4, -0.1, 1.2], dtype=torch.float64))
     p = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
     assert torch.allclose(joint[:3] - 3 * p, torch.full((3,), -1.0, dtype=torch.float64))
+
+
+def test_lsepair_gradient_weights_the_losing_positives_most():
+    # exp(s) = [1, 2, 3, 4], positives 0-2, negative 3:
+    # S = sum_+ e^(s- - s+) = 4 (1 + 1/2 + 1/3) = 22/3, L = log(1 + S) = log(25/3).
+    scores = torch.log(torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64))
+    targets = torch.tensor([[True, True, True, False]])
+    loss = LSEPair().compute_loss_from_scores(scores, targets)
+    assert loss.item() == pytest.approx(LN(25 / 3), abs=1e-12)
+    # dL/ds- = S / (1 + S) = 22/25; dL/ds+_j = -(4 / x_j) / (1 + S) = -12/25, -6/25, -4/25
+    grad = _grad(LSEPair, scores, targets)
+    expected = torch.tensor([-12 / 25, -6 / 25, -4 / 25, 22 / 25], dtype=torch.float64)
+    assert torch.allclose(grad, expected, atol=1e-12)
+
+
+def test_lsepair_row_without_negatives_contributes_zero():
+    scores = torch.tensor([[1.0, 2.0], [0.0, LN(3)]], dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([[True, True], [False, True]])
+    loss = LSEPair().compute_loss_from_scores(scores, targets)
+    # row 0 has nothing to rank against; row 1: log(1 + e^(0 - ln 3)) = log(4/3)
+    assert loss.item() == pytest.approx(LN(4 / 3) / 2, abs=1e-12)
+    loss.backward()
+    assert torch.isfinite(scores.grad).all() and torch.count_nonzero(scores.grad[0]) == 0
+
+
+def test_lsepair_is_stable_for_large_margins():
+    scores = torch.tensor([[-300.0, 300.0, 0.0]], dtype=torch.float32)
+    loss = LSEPair().compute_loss_from_scores(scores, torch.tensor([[True, False, False]]))
+    # log(1 + e^600 + e^300) = 600 up to float precision (a naive sum overflows to inf)
+    assert loss.item() == pytest.approx(600.0, rel=1e-6)
+
+
+def test_summarg_clamp_gradient_matches_summarg_above_the_clamp():
+    scores = torch.log(torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64))
+    targets = torch.tensor([[True, True, True, False]])
+    expected = torch.tensor([-1 / 15, -2 / 15, -3 / 15, 0.4], dtype=torch.float64)
+    assert torch.allclose(_grad(SumMargLHClamp, scores, targets), expected, atol=1e-12)
+
+
+def test_summarg_clamp_has_no_gradient_below_the_clamp_where_summarg_pulls():
+    # P(D+) = e^-30 / (e^-30 + 2) ~ 4.7e-14 < 1e-9
+    scores = torch.tensor([[-30.0, 0.0, 0.0]], dtype=torch.float64)
+    targets = torch.tensor([[True, False, False]])
+    clamped = SumMargLHClamp().compute_loss_from_scores(scores, targets)
+    assert clamped.item() == pytest.approx(-LN(CLAMP_MIN), abs=1e-9)  # 20.72, a constant
+    assert torch.count_nonzero(_grad(SumMargLHClamp, scores, targets)) == 0
+    exact = SumMargLH().compute_loss_from_scores(scores, targets)
+    assert exact.item() == pytest.approx(30 + LN(2), rel=1e-9)
+    # SumMargLH: p - p / P+ = [p0 - 1, 1/2, 1/2] with p0 ~ 0: the positive is pulled up fully
+    grad = _grad(SumMargLH, scores, targets)
+    assert torch.allclose(grad, torch.tensor([-1.0, 0.5, 0.5], dtype=torch.float64), atol=1e-12)
+
+
+# REPLUG: KL(U || R) over each query's own list. Row 0: R = [1/4, 1/2, 1/4], utilities
+# [1, 1, 0] -> U = [1/2, 1/2, 0]; row 1: R = [3/5, 1/5, 1/5], utilities [1, 3, 1] -> U = [.2, .6,
+# .2]; row 2: no utility (skipped).
+UTILITY = torch.tensor([[1.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+
+
+def test_kl_div_matches_hand_computation():
+    # row 0: 1/2 log(2) + 1/2 log(1) + 0; row 1: .2 log(1/3) + .6 log 3 + .2 log 1 = .4 log 3
+    loss = KLDiv().compute_loss_from_scores(SCORES, UTILITY)
+    assert loss.item() == pytest.approx((LN(2) / 2 + 0.4 * LN(3)) / 2, abs=1e-12)
+
+
+def test_kl_div_gradient_is_r_minus_u():
+    scores = SCORES.clone().requires_grad_(True)
+    KLDiv().compute_loss_from_scores(scores, UTILITY).backward()
+    expected = torch.tensor(
+        [[-1 / 4, 0.0, 1 / 4], [0.4, -0.4, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64
+    )
+    assert torch.allclose(scores.grad, expected / 2, atol=1e-12)  # mean over the two rows
+
+
+def test_kl_div_is_zero_when_the_retriever_matches_the_teacher():
+    scores = torch.log(torch.tensor([[1.0, 2.0, 5.0]], dtype=torch.float64))
+    loss = KLDiv().compute_loss_from_scores(scores, torch.tensor([[2.0, 4.0, 10.0]]))
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
+    assert KLDiv().compute_loss_from_scores(SCORES, torch.zeros_like(UTILITY)).item() == 0.0
+    with pytest.raises(ValueError, match=">= 0"):
+        KLDiv().compute_loss_from_scores(SCORES, -UTILITY)
+
+
+def test_kl_div_forward_compares_only_the_own_list():
+    # 2 queries x groups of 2: scores q p^T = [[1, 0, 0, 1], [2, 2, 2, 0]]; in-batch columns
+    # (the other query's group) take no part, unlike the contrastive losses.
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    p = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    utility = torch.tensor([[0.5, 0.5], [1.0, 0.0]], dtype=torch.float64)
+    own = torch.tensor([[1.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    expected = KLDiv().compute_loss_from_scores(own, utility)
+    assert KLDiv()(q, p, utility).item() == pytest.approx(expected.item(), abs=1e-12)
 
 
 def test_group_targets_marks_only_the_own_group():
@@ -167,11 +268,27 @@ def test_a_loss_is_one_class_plus_one_registry_line():
 
 def test_single_positive_losses_are_read_from_the_registry(monkeypatch):
     monkeypatch.setitem(LOSSES, "OneLH", LossEntry(f"{__name__}:HardestNegativeLH", True))
-    with pytest.raises(ValueError, match="pos_one"):
-        TrainSettings(loss="OneLH", positive_sampling="pos_all")
-    assert TrainSettings(loss="OneLH", positive_sampling="pos_one").loss == "OneLH"
+    for sampling in ("pos_all", "pos_one"):  # pos_one draws other positives into the group
+        with pytest.raises(ValueError, match="positive_sampling 'single'"):
+            TrainSettings(loss="OneLH", positive_sampling=sampling)
+    assert TrainSettings(loss="OneLH", positive_sampling="single").loss == "OneLH"
     with pytest.raises(ValueError, match="loss must be one of"):
         TrainSettings(loss="InfoNCE")
+
+
+def test_utility_losses_need_the_replug_label_source():
+    training = {"defaults": {"backbone": "b"}}
+    with pytest.raises(ValueError, match="needs label_source 'replug'"):
+        resolve_runs({**training, "runs": {"r": {"label_source": "utilsel", "loss": "KLDiv"}}})
+    spec = resolve_runs(
+        {
+            **training,
+            "runs": {
+                "r": {"label_source": "replug", "loss": "KLDiv", "positive_sampling": "pos_one"}
+            },
+        }
+    )["r"]
+    assert LOSSES[spec.train.loss].utility and spec.trainset.needs_replug
 
 
 def _free_port() -> int:

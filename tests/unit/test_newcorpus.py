@@ -350,7 +350,10 @@ def test_human_share_runs_and_newcorpus_checks():
     cfg = {
         "datasets": {"own": {"format": "beir"}},
         "train": {"dataset": "own", "split": "test"},
-        "evaluation": {"targets": [{"dataset": "own", "split": "test"}]},
+        "evaluation": {
+            "targets": [{"dataset": "own", "split": "test"}],
+            "hybrid": {"dataset": None},  # no Hybrid Test
+        },
         "newcorpus": {
             "enabled": True,
             "examples": {"written": [], "from": None},

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from utilann.passages import format_passage
+from utilann.passages import format_passage, title_share
 
 FIXTURE = json.loads(
     (Path(__file__).parents[1] / "fixtures" / "rendered_prompts.json").read_text("utf-8")
@@ -47,6 +47,25 @@ def test_encoder_strings_differ_from_before_only_in_whitespace():
 )
 def test_format_passage(title, text, words, expected):
     assert format_passage(title, text, words) == expected
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "with_title", "separator", "expected"),
+    [
+        ("Title", "Body", True, " [SEP] ", "Title [SEP] Body"),
+        ("", "Body", True, " [SEP] ", "Body"),  # no title: no dangling separator
+        ("Title", "", True, " [SEP] ", "Title"),
+        ("Title", "Body", False, " ", "Body"),
+        (" Title ", " Body ", False, " [SEP] ", "Body"),
+    ],
+)
+def test_passage_format_with_or_without_the_title(title, text, with_title, separator, expected):
+    assert format_passage(title, text, with_title=with_title, separator=separator) == expected
+
+
+def test_title_share():
+    assert title_share(["a", "", None, " ", "b"]) == pytest.approx(0.4)
+    assert title_share([]) == 0.0
 
 
 def test_max_words_must_be_positive():

@@ -39,9 +39,137 @@ def test_runs_and_measures():
     )
     assert plan.dense_runs(cfg) == ["zeroshot", "human", "utilsel"]
     assert plan.retrieval_runs(cfg) == ["bm25", "zeroshot", "human", "utilsel"]
-    assert plan.measures_for(cfg, "scifact") == ["RR@10", "nDCG@10", "R@5"]  # no repeat
-    assert plan.measures_for(cfg, "nq") == ["RR@10", "nDCG@10"]
+    assert plan.measures_for(cfg, "scifact", "test") == ["RR@10", "nDCG@10", "R@5"]  # no repeat
+    assert plan.measures_for(cfg, "nq", "test") == ["RR@10", "nDCG@10"]
     assert plan.eval_targets(cfg) == [("scifact", "test")]
+
+
+PAPER_LIKE = {
+    "datasets": {
+        "msmarco": {"format": "msmarco"},
+        "scifact": {"format": "beir"},
+        "cqadupstack": {"format": "beir", "subsets": ["android", "gis"]},
+        "dl19mini": {"format": "beir"},
+    },
+    "evaluation": {
+        "targets": [
+            {"dataset": "msmarco", "split": "dev"},
+            {"dataset": "msmarco", "split": "dl19", "extra_measures": ["R(rel=2)@1000"]},
+            {"dataset": "dl19mini", "split": "test", "group": "in-domain"},
+            {"dataset": "scifact", "split": "test"},
+            {"dataset": "cqadupstack", "split": "test"},
+        ],
+        "measures": ["RR@10", "nDCG@10", "R@1000"],
+        "hybrid": {"dataset": "msmarco", "split": "dev", "queries": 4},
+    },
+}
+
+
+def test_per_target_measures_graded_recall_only_on_dl19():
+    cfg = config(**PAPER_LIKE)
+    assert plan.measures_for(cfg, "msmarco", "dev") == ["RR@10", "nDCG@10", "R@1000"]
+    assert plan.measures_for(cfg, "msmarco", "dl19")[-1] == "R(rel=2)@1000"
+    # the Hybrid Test has its own measures; subsets have their benchmark's
+    assert plan.measures_for(cfg, "msmarco", "dev-hybrid") == ["RR@10", "nDCG@10"]
+    assert plan.measures_for(cfg, "cqadupstack-gis", "test") == ["RR@10", "nDCG@10", "R@1000"]
+
+
+def test_groups_decide_tables_2_and_3():
+    cfg = config(**PAPER_LIKE)
+    groups = {(t["dataset"], t["split"]): t["group"] for t in plan.evaluation_list(cfg)}
+    assert groups == {
+        ("msmarco", "dev"): "in-domain",
+        ("msmarco", "dl19"): "in-domain",
+        ("dl19mini", "test"): "in-domain",  # a BEIR-layout copy of DL19, set by hand
+        ("scifact", "test"): "zero-shot",
+        ("cqadupstack", "test"): "zero-shot",
+        ("msmarco", "dev-hybrid"): "in-domain",
+    }
+
+
+def test_subsets_are_datasets_of_their_own():
+    cfg = config(**PAPER_LIKE)
+    assert plan.subset_datasets(cfg) == {
+        "cqadupstack-android": ("cqadupstack", "android"),
+        "cqadupstack-gis": ("cqadupstack", "gis"),
+    }
+    assert plan.subset_targets(cfg) == {
+        ("cqadupstack", "test"): [("cqadupstack-android", "test"), ("cqadupstack-gis", "test")]
+    }
+    assert plan.raw_dataset_dir(cfg, "cqadupstack-gis") == "resources/datasets/cqadupstack/gis"
+    assert plan.download_name(cfg, "cqadupstack-gis") == "cqadupstack"
+    assert plan.dataset_entry(cfg, "cqadupstack-gis")["format"] == "beir"
+    assert plan.remove_query(cfg, "cqadupstack-gis") and not plan.remove_query(cfg, "msmarco")
+
+
+def test_hybrid_target_and_runs():
+    cfg = config(**PAPER_LIKE, training={"runs": {"human": {}, "utilsel": {}}})
+    assert plan.eval_targets(cfg)[-1] == ("msmarco", "dev-hybrid")
+    assert plan.source_split(cfg, "msmarco", "dev-hybrid") == "dev"
+    assert plan.source_split(cfg, "msmarco", "dl19") == "dl19"
+    assert plan.hybrid_runs(cfg) == ["bm25", "human", "utilsel"]
+    assert plan.hybrid_judge(cfg)["model"] == cfg["llm"]["model"]
+    bad = copy.deepcopy(PAPER_LIKE)
+    bad["evaluation"]["hybrid"]["runs"] = ["replug"]
+    with pytest.raises(ValueError, match="unknown run"):
+        plan.hybrid_runs(config(**bad))
+    off = config()
+    assert plan.hybrid_target(off) is None and plan.eval_targets(off) == [("scifact", "test")]
+
+
+def test_second_baseline_pairs_runs_within_their_curriculum_group():
+    runs = {
+        "human": {},
+        "replug": {"label_source": "utilsel"},
+        "utilsel": {"label_source": "utilsel"},
+        "replug-cl20": {"init_from": "replug", "query_ratio": 0.2},
+        "utilsel-cl20": {"init_from": "utilsel", "query_ratio": 0.2},
+        "utilsel-cl100": {"init_from": "utilsel", "query_ratio": 1.0},
+        "contriever-utilsel": {"backbone": "facebook/contriever", "label_source": "utilsel"},
+    }
+    cfg = config(
+        training={"runs": runs},
+        evaluation={
+            "targets": [{"dataset": "scifact", "split": "test"}],
+            "significance": {"second_baseline": {"runs": ["replug", "replug-cl20"]}},
+        },
+    )
+    specs = resolve_runs(cfg["training"])
+    assert plan.second_baselines(cfg, specs, "human") == {
+        "replug": ["utilsel"],  # human is the main baseline; contriever has another backbone
+        "replug-cl20": ["utilsel-cl20"],  # CL 100% has no REPLUG counterpart here
+    }
+    twice = copy.deepcopy(cfg)
+    twice["evaluation"]["significance"]["second_baseline"]["runs"] = ["replug", "utilsel"]
+    with pytest.raises(ValueError, match="trained alike"):
+        plan.second_baselines(twice, specs, "human")
+    unknown = copy.deepcopy(cfg)
+    unknown["evaluation"]["significance"]["second_baseline"]["runs"] = ["bm25"]
+    with pytest.raises(ValueError, match="must be training runs"):
+        plan.second_baselines(unknown, specs, "human")
+
+
+def test_rag_targets_answer_one_split_twice_under_two_names():
+    targets = [
+        {"dataset": "msmarco", "split": "dev", "top_k": 1},
+        {"dataset": "msmarco", "split": "dev", "top_k": 5, "name": "dev-top5"},
+    ]
+    cfg = config(datasets=PAPER_LIKE["datasets"], rag={"targets": targets})
+    assert list(plan.rag_targets(cfg)) == [("msmarco", "dev"), ("msmarco", "dev-top5")]
+    assert [t["source_split"] for t in plan.rag_target_list(cfg)] == ["dev", "dev"]
+    clash = config(datasets=PAPER_LIKE["datasets"], rag={"targets": targets[:1] * 2})
+    with pytest.raises(ValueError, match="give one of them a `name`"):
+        plan.rag_targets(clash)
+
+
+def test_answer_sources_are_listed_once():
+    answers = {"path": "qa/dev_v2.1.json.gz", "format": "msmarco"}
+    cfg = copy.deepcopy(PAPER_LIKE)
+    cfg["evaluation"]["hybrid"]["answers"] = answers
+    cfg = config(
+        **cfg, rag={"targets": [{"dataset": "msmarco", "split": "dev", "answers": answers}]}
+    )
+    assert plan.answer_sources(cfg) == [answers]
 
 
 def test_rag_target_defaults_come_from_the_schema():
@@ -54,7 +182,13 @@ def test_rag_target_defaults_come_from_the_schema():
     )
     assert target["max_tokens"] is None and target["answers"] is None
     assert plan.rag_target_list(cfg) == [
-        {"dataset": "nq", "split": "test", "top_k": 5, "measures": ["EM", "F1"]}
+        {
+            "dataset": "nq",
+            "split": "test",
+            "source_split": "test",
+            "top_k": 5,
+            "measures": ["EM", "F1"],
+        }
     ]
 
 
@@ -134,8 +268,9 @@ def test_run_settings_and_whether_the_annotation_stage_runs():
     cfg = config(
         training={
             "runs": {
-                "human": {"loss": "SingleLH", "positive_sampling": "pos_one"},
+                "human": {"loss": "SingleLH", "positive_sampling": "single"},
                 "utilrank": {"label_source": "utilrank", "utilrank_threshold": 20},
+                "replug": {"label_source": "replug", "loss": "KLDiv"},
             }
         }
     )
@@ -146,6 +281,24 @@ def test_run_settings_and_whether_the_annotation_stage_runs():
     assert settings["human"]["init_from"] is None and settings["human"]["lr"] == 3e-5
     assert plan.needs_annotation(specs)
     assert not plan.needs_annotation({"human": specs["human"]})
+    assert not plan.needs_annotation({"replug": specs["replug"]})
+    assert plan.needs_replug(specs) and not plan.needs_replug({"human": specs["human"]})
+    assert settings["replug"]["replug_temperature"] == 1.0
+    assert settings["utilrank"]["replug_temperature"] is None
+
+
+def test_replug_scorer_is_the_annotation_llm_unless_named():
+    assert plan.replug_scorer(config()) == plan.rag_generator(config())
+    named = plan.replug_scorer(config(replug={"model": "meta-llama/Llama-3.1-8B"}))
+    assert named["path"] == "resources/models/hub/meta-llama--Llama-3.1-8B"
+    assert "meta-llama--Llama-3.1-8B" in plan.hub_llms(
+        config(replug={"model": "meta-llama/Llama-3.1-8B"})
+    )
+
+
+def test_query_max_len_per_dataset():
+    cfg = config(dense={"query_max_len": 32, "query_max_len_by_dataset": {"nq": 64}})
+    assert plan.query_max_len(cfg, "nq") == 64 and plan.query_max_len(cfg, "scifact") == 32
 
 
 def test_report_settings_gather_what_the_tables_need():
@@ -166,3 +319,16 @@ def test_an_undeclared_dataset_is_named_in_the_error():
         ValueError, match=r"'msmarco' is used but not declared .*\['nq', 'scifact'\]"
     ):
         plan.dataset_entry(config(), "msmarco")
+
+
+def test_annotation_decoding_per_step():
+    steps = ("relsel", "answer", "utilsel")
+    assert plan.annotation_decoding(config(), steps) == dict.fromkeys(steps, "free")
+    cfg = config(annotation={"decoding": "constrained"})
+    assert plan.annotation_decoding(cfg, steps) == dict.fromkeys(steps, "constrained")
+    cfg = config(annotation={"decoding": {"relsel": "constrained", "utilrank": "constrained"}})
+    assert plan.annotation_decoding(cfg, steps) == {
+        "relsel": "constrained",
+        "answer": "free",
+        "utilsel": "free",
+    }

@@ -51,3 +51,29 @@ def test_sampling_is_seeded_and_sharding_keeps_queries_whole():
     shards = shard_of(pools, 2)
     assert [sorted(s["query_id"].unique()) for s in shards] == [["q1"], ["q2"]]
     assert sum(len(s) for s in shards) == len(pools)
+
+
+def test_shuffle_permutes_positives_and_negatives_separately_and_is_seeded():
+    run = pd.DataFrame(
+        [("q2", f"m{i}", i) for i in range(1, 21)], columns=["query_id", "doc_id", "rank"]
+    )
+    docs = pd.DataFrame(
+        [(d, "", d) for d in ["p2", "p3"] + [f"m{i}" for i in range(1, 21)]],
+        columns=["doc_id", "title", "text"],
+    )
+    kwargs = dict(negatives=20, max_queries=None, seed=0, source="bm25")
+    plain = build_pools(QRELS, QUERIES, docs, run, **kwargs)
+    shuffled = build_pools(QRELS, QUERIES, docs, run, **kwargs, shuffle=True, shuffle_seed=0)
+    again = build_pools(QRELS, QUERIES, docs, run, **kwargs, shuffle=True, shuffle_seed=0)
+    other = build_pools(QRELS, QUERIES, docs, run, **kwargs, shuffle=True, shuffle_seed=1)
+    assert shuffled.equals(again) and not shuffled.equals(other)
+    q2 = shuffled[shuffled["query_id"] == "q2"]
+    # positives still first, negatives after; the same passages, in another order
+    assert q2["is_human_positive"].tolist() == [True, True] + [False] * 20
+    assert q2["position"].tolist() == list(range(22))
+    assert set(q2["doc_id"][:2]) == {"p2", "p3"}
+    negatives = q2["doc_id"][2:].tolist()
+    assert sorted(negatives) == sorted(plain[plain["query_id"] == "q2"]["doc_id"][2:])
+    assert negatives != plain[plain["query_id"] == "q2"]["doc_id"][2:].tolist()
+    # source_rank keeps the rank before the shuffle
+    assert all(r == int(d[1:]) for d, r in zip(negatives, q2["source_rank"][2:]))

@@ -160,6 +160,73 @@ def test_msmarco_v21_column_json_and_well_formed_answers(tmp_path):
     }
 
 
+# Records in the real MS MARCO QA layouts (written here, not copied from the data): the
+# passages of each query with their is_selected flag, several answers, an unanswerable query.
+QNA = [
+    {
+        "query_id": 1048578,
+        "query": "cost of endless pools/swim spa",
+        "query_type": "NUMERIC",
+        "answers": ["$10,000 to $15,000", "Between $10,000 and $15,000 installed."],
+        "wellFormedAnswers": ["An endless pool costs $10,000 to $15,000."],
+        "passages": {
+            "is_selected": [0, 1],
+            "passage_text": ["Swim spas are small pools.", "Endless Pools cost $10,000-$15,000."],
+            "url": ["http://a.example/1", "http://b.example/2"],
+        },
+    },
+    {
+        "query_id": 1048579,
+        "query": "what is pcnt",
+        "query_type": "DESCRIPTION",
+        "answers": ["No Answer Present."],
+        "wellFormedAnswers": [],
+        "passages": {"is_selected": [0], "passage_text": ["PCNT is a gene."], "url": ["http://c"]},
+    },
+]
+QNA_ANSWERS = {"1048578": ["$10,000 to $15,000", "Between $10,000 and $15,000 installed."]}
+
+
+def test_msmarco_v11_release_jsonl(tmp_path):
+    path = tmp_path / "dev_v1.1.json"  # one record per line, passages as a list of objects
+    lines = []
+    for record in QNA:
+        passages = [
+            {"is_selected": s, "passage_text": t, "url": u}
+            for s, t, u in zip(*record["passages"].values())
+        ]
+        lines.append(json.dumps({**record, "passages": passages}))
+    path.write_text("\n".join(lines) + "\n")
+    assert as_dict(load_answers(path, "msmarco")) == QNA_ANSWERS
+
+
+def test_msmarco_huggingface_parquet_export(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "v2.1"
+    folder.mkdir()
+    table = pa.Table.from_pylist(QNA)  # HF columns: answers, passages, query, query_id, ...
+    assert table.schema.field("query_id").type == pa.int64()
+    pq.write_table(table, folder / "validation-00000-of-00001.parquet")
+    assert as_dict(load_msmarco_qa(folder / "validation-00000-of-00001.parquet")) == QNA_ANSWERS
+    assert as_dict(load_msmarco_qa(folder)) == QNA_ANSWERS  # a folder of shards
+    assert as_dict(load_msmarco_qa(folder, field="wellFormedAnswers")) == {
+        "1048578": ["An endless pool costs $10,000 to $15,000."]
+    }
+    pq.write_table(pa.table({"question": ["x"]}), tmp_path / "other.parquet")
+    with pytest.raises(AnswersError, match="missing column"):
+        load_msmarco_qa(tmp_path / "other.parquet")
+
+
+def test_missing_msmarco_file_says_where_to_put_which_file(tmp_path):
+    with pytest.raises(AnswersError) as err:
+        load_msmarco_qa(tmp_path / "msmarco-qa" / "dev_v2.1.json.gz")
+    message = str(err.value)
+    assert "dev_v2.1.json.gz" in message and "microsoft/ms_marco" in message
+    assert "msmarco-qna is no longer hosted" in message and str(tmp_path) in message
+
+
 # --- errors --------------------------------------------------------------------------------
 
 

@@ -154,20 +154,90 @@ def test_corpus_bleu_input_errors():
 
 def test_rouge_l_by_hand_and_max_over_golds():
     # LCS("the cat sat on the mat", "the cat is on the mat") = "the cat on the mat" = 5 tokens:
-    # P = R = 5/6 -> F = 5/6. The unrelated gold "x" scores 0; the maximum is kept.
+    # P = R = 5/6 -> F = 5/6 whatever beta. The unrelated gold "x" has P = R = 0.
     assert m.rouge_l("the cat sat on the mat", ["x", "the cat is on the mat"]) == pytest.approx(
         5 / 6
     )
 
 
-def test_rouge_l_keeps_non_ascii_tokens():
-    # [wilhelm, conrad, röntgen] vs [röntgen]: LCS 1, P = 1/3, R = 1, F = 0.5. rouge-score's
-    # default tokenizer would split "röntgen" into "r" and "ntgen".
-    assert m.rouge_l("Wilhelm Conrad Röntgen", ["Röntgen"]) == pytest.approx(0.5)
+def test_rouge_l_weights_recall_with_beta_1_2():
+    # [wilhelm, conrad, röntgen] vs [röntgen]: LCS 1, P = 1/3, R = 1;
+    # F = (1 + 1.2^2) P R / (R + 1.2^2 P) = 2.44 / 3 / (1 + 0.48) = 0.54955 (F1 would be 0.5).
+    assert m.rouge_l("Wilhelm Conrad Röntgen", ["Röntgen"]) == pytest.approx(2.44 / 3 / 1.48)
+
+
+def test_rouge_l_takes_best_precision_and_best_recall_from_different_references():
+    # pred "a b c" (3 tokens); ref "a b" (LCS 2: P 2/3, R 1); ref "a x b y c" (LCS 3: P 1, R 3/5).
+    # COCO: P = max(2/3, 1) = 1, R = max(1, 3/5) = 1 -> F = 1, although no single reference
+    # gives both; the best single-reference F (rouge-score's multi-reference rule) is lower.
+    assert m.rouge_l("a b c", ["a b", "a x b y c"]) == pytest.approx(1.0)
+    best_single = max(2.44 * p * r / (r + 1.44 * p) for p, r in [(2 / 3, 1.0), (1.0, 3 / 5)])
+    assert best_single < 0.9
 
 
 def test_rouge_l_empty_prediction():
     assert m.rouge_l("", ["Paris"]) == 0.0
+
+
+# --- the official toolkit itself on multi-reference examples ---------------------------------
+
+MULTI_REF = [
+    (
+        "The Eiffel Tower is 330 metres tall.",
+        ["The Eiffel Tower is 330 m tall.", "It is about 330 metres (1,083 ft) tall."],
+    ),
+    ("Paris", ["The capital of France is Paris.", "Paris, France"]),
+    (
+        "Photosynthesis turns light into chemical energy in plants.",
+        [
+            "Photosynthesis is the process by which plants turn light energy into chemical energy.",
+            "Plants convert light into chemical energy.",
+            "It makes sugar from light, water and carbon dioxide.",
+        ],
+    ),
+    ("", ["An empty answer scores zero."]),
+    ("it is 12 degrees today .", ["today it is 12 degrees .", "12 degrees"]),
+]
+
+
+EXPECTED_BLEU = [0.7139, 0.5776, 0.4747, 0.3928]
+EXPECTED_ROUGE_L = 0.5904
+
+
+def _official(examples, max_order=4):
+    """The COCO toolkit called as ms_marco_eval.py calls it: {id: [tokenised text]} dicts."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    res = {i: [" ".join(m.tokenize(p))] for i, (p, _) in enumerate(examples)}
+    gts = {i: [" ".join(m.tokenize(g)) for g in golds] for i, (_, golds) in enumerate(examples)}
+    bleu, _ = Bleu(max_order).compute_score(gts, res, verbose=0)
+    rouge, per_query = Rouge().compute_score(gts, res)
+    return bleu, rouge, per_query
+
+
+def test_answer_scores_equal_the_official_toolkit_on_multi_reference_examples(capsys):
+    bleu, rouge, per_query = _official(MULTI_REF)
+    predictions = pd.DataFrame(
+        {
+            "query_id": [str(i) for i in range(len(MULTI_REF))],
+            "prediction": [p for p, _ in MULTI_REF],
+        }
+    )
+    answers = pd.DataFrame(
+        {"query_id": predictions["query_id"], "answers": [golds for _, golds in MULTI_REF]}
+    )
+    capsys.readouterr()
+    scores = m.score_answers(predictions, answers, ["ROUGE-L", "BLEU-3", "BLEU-4"])
+    assert capsys.readouterr().out == ""  # the toolkit's prints are swallowed
+    assert scores.corpus["BLEU-3"] == pytest.approx(bleu[2], abs=1e-12)
+    assert scores.corpus["BLEU-4"] == pytest.approx(bleu[3], abs=1e-12)
+    ours = scores.per_query.set_index("query_id")["value"]
+    assert ours.tolist() == pytest.approx(list(per_query), abs=1e-12)
+    assert ours.mean() == pytest.approx(rouge, abs=1e-12)  # the official corpus ROUGE-L
+    # Values computed with pycocoevalcap 1.2 on these examples (a regression anchor).
+    assert [round(v, 4) for v in bleu] == pytest.approx(EXPECTED_BLEU, abs=1e-4)
+    assert round(float(rouge), 4) == pytest.approx(EXPECTED_ROUGE_L, abs=1e-4)
 
 
 # --- BERTScore -----------------------------------------------------------------------------

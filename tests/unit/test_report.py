@@ -58,7 +58,7 @@ def spec(**overrides):
         empty_policy="drop",
         seed=42,
         loss="SingleLH",
-        positive_sampling="pos_one",
+        positive_sampling="single",
         lr=3e-5,
         epochs=2,
         warmup_ratio=0.0,

@@ -35,9 +35,9 @@ def spec(label_source, loss, positive_sampling, **extra):
 
 
 SPECS = {
-    "human": spec("human", "SingleLH", "pos_one"),
+    "human": spec("human", "SingleLH", "single"),
     "utilsel": spec("utilsel", "SumMargLH", "pos_all"),
-    "utilrank": spec("utilrank", "Rand1LH", "pos_one", utilrank_threshold=10.0),
+    "utilrank": spec("utilrank", "Rand1LH", "single", utilrank_threshold=10.0),
 }
 
 SETTINGS = R.ReportSettings(
@@ -87,15 +87,48 @@ def test_each_table_and_figure_follows_its_config_condition():
         "table3_datasets",
         "table4_rag",
         "table6_controlled",
+        "table17_cost",
     ]
     assert keys(R.figures_for(full)) == ["fig3b_utilrank_threshold"]
+    # Table 9 with an Acc@k target, Table 13 with one split answered at two top-k
+    paper = dataclasses.replace(
+        full,
+        evaluation=[
+            *full.evaluation,
+            {"dataset": "nq", "split": "dev", "measures": ["Acc@20", "Acc@100"]},
+        ],
+        rag_targets=[
+            {
+                "dataset": "ms",
+                "split": "dev",
+                "source_split": "dev",
+                "top_k": 1,
+                "measures": ["EM"],
+            },
+            {
+                "dataset": "ms",
+                "split": "dev5",
+                "source_split": "dev",
+                "top_k": 5,
+                "measures": ["EM"],
+            },
+        ],
+    )
+    assert {"table9_accuracy", "table13_rag_topk"} <= set(keys(R.tables_for(paper)))
+    assert "table9_accuracy" not in keys(R.tables_for(full))
+    assert "table13_rag_topk" not in keys(R.tables_for(full))
+    # Table 3 needs a zero-shot target: an in-domain-only experiment has Table 2 only
+    in_domain = [{**t, "group": "in-domain"} for t in full.evaluation]
+    assert "table3_datasets" not in keys(
+        R.tables_for(dataclasses.replace(full, evaluation=in_domain))
+    )
     # no evaluation target: no Table 6 (it needs the primary target's measures), no Figure 3a
     assert "table6_controlled" not in keys(R.tables_for(dataclasses.replace(full, primary=None)))
     # Figure 3a needs one run continued with human labels at two ratios
     cl = {
         **SPECS,
-        "cl20": spec("human", "SingleLH", "pos_one", init_from="utilsel", query_ratio=0.2),
-        "cl100": spec("human", "SingleLH", "pos_one", init_from="utilsel"),
+        "cl20": spec("human", "SingleLH", "single", init_from="utilsel", query_ratio=0.2),
+        "cl100": spec("human", "SingleLH", "single", init_from="utilsel"),
     }
     assert keys(R.figures_for(dataclasses.replace(full, specs=cl)))[-1] == "fig3a_human_ratio"
 

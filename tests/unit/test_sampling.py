@@ -37,20 +37,58 @@ def query(qid: str, n_pos: int, n_neg: int) -> TrainQuery:
 # --- groups ---------------------------------------------------------------------------------
 
 
-def test_pos_one_rotates_through_all_positives_across_epochs():
+@pytest.mark.parametrize("strategy", ["single", "pos_one"])
+def test_the_first_positive_rotates_through_all_positives_across_epochs(strategy):
     q = query("q", 3, 20)
-    sampler = GroupSampler("pos_one", 4, seed=1, queries=[q])
+    sampler = GroupSampler(strategy, 4, seed=1, queries=[q])
     firsts = [sampler.group(q, epoch).doc_ids[0] for epoch in range(6)]
     assert sorted(firsts[:3]) == sorted(q.positives)  # each positive once per 3 epochs
     assert firsts[3:] == firsts[:3]
 
 
-def test_pos_one_group_is_one_positive_then_distinct_negatives():
+def test_single_group_is_one_positive_then_distinct_negatives():
     q = query("q", 3, 20)
-    group = GroupSampler("pos_one", 8, seed=0, queries=[q]).group(q, 0)
+    group = GroupSampler("single", 8, seed=0, queries=[q]).group(q, 0)
     assert group.positive == (True,) + (False,) * 7
     negatives = group.doc_ids[1:]
     assert len(set(negatives)) == 7 and set(negatives) <= set(q.negatives)
+
+
+def test_pos_one_draws_the_rest_from_the_other_positives_and_the_negatives():
+    """Pos-one (App. B.2): one positive first, the rest sampled from the other positives and
+    the negatives together, the drawn positives flagged for the multi-positive losses."""
+    q = query("q", 4, 4)
+    sampler = GroupSampler("pos_one", 6, seed=0, queries=[q])
+    groups = [sampler.group(q, epoch) for epoch in range(8)]
+    for g in groups:
+        assert g.positive[0] and g.doc_ids[0] in q.positives
+        assert len(set(g.doc_ids)) == 6 and set(g.doc_ids) <= set(q.positives + q.negatives)
+        assert g.positive == tuple(d in q.positives for d in g.doc_ids)
+    # 5 of the 7 other passages per group, 3 of them positives: at least one more every time
+    assert all(sum(g.positive) >= 2 for g in groups)
+    drawn = Counter(d for g in groups for d, pos in zip(g.doc_ids[1:], g.positive[1:]) if pos)
+    assert set(drawn) == set(q.positives)  # every positive also appears in later slots
+
+
+def test_pos_one_and_single_give_the_same_groups_for_one_positive():
+    q = query("q", 1, 20)
+    pos_one = GroupSampler("pos_one", 8, seed=4, queries=[q])
+    single = GroupSampler("single", 8, seed=4, queries=[q])
+    assert all(pos_one.group(q, e) == single.group(q, e) for e in range(3))
+
+
+def test_groups_carry_the_teacher_utility_when_the_query_has_one():
+    q = TrainQuery("q", "t", ("p",), ("n0", "n1", "n2"), utility={"p": 0.7, "n0": 0.2, "n1": 0.1})
+    group = GroupSampler("pos_one", 4, seed=0, queries=[q]).group(q, 0)
+    assert group.utility == tuple(
+        {"p": 0.7, "n0": 0.2, "n1": 0.1}.get(d, 0.0) for d in group.doc_ids
+    )
+    assert (
+        GroupSampler("single", 4, seed=0, queries=[query("r", 1, 3)])
+        .group(query("r", 1, 3), 0)
+        .utility
+        is None
+    )
 
 
 def test_pos_all_keeps_every_positive_up_to_group_minus_one():
@@ -70,15 +108,15 @@ def test_pos_avg_uses_the_rounded_average_count():
 
 def test_small_pool_is_topped_up_deterministically():
     q = query("q", 1, 2)
-    sampler = GroupSampler("pos_one", 5, seed=3, queries=[q])
+    sampler = GroupSampler("single", 5, seed=3, queries=[q])
     group = sampler.group(q, 0)
     assert Counter(group.doc_ids[1:]) == {"q-n0": 2, "q-n1": 2}
-    assert GroupSampler("pos_one", 5, seed=3, queries=[q]).group(q, 0) == group
+    assert GroupSampler("single", 5, seed=3, queries=[q]).group(q, 0) == group
 
 
 def test_query_without_negatives_borrows_other_queries_passages():
     lonely, other = query("a", 2, 0), query("b", 1, 5)
-    group = GroupSampler("pos_one", 4, seed=0, queries=[lonely, other]).group(lonely, 0)
+    group = GroupSampler("single", 4, seed=0, queries=[lonely, other]).group(lonely, 0)
     borrowed = group.doc_ids[1:]
     assert len(set(borrowed)) == 3 and not set(borrowed) & set(lonely.positives)
 
@@ -266,8 +304,8 @@ def test_inconsistent_label_settings_are_rejected(kwargs):
         TrainsetSettings(**kwargs)
 
 
-def test_single_positive_losses_need_pos_one():
-    with pytest.raises(ValueError, match="pos_one"):
+def test_single_positive_losses_need_single():
+    with pytest.raises(ValueError, match="'single'"):
         TrainSettings(loss="Rand1LH", positive_sampling="pos_all")
 
 
@@ -299,6 +337,19 @@ def test_runs_merge_defaults_with_overrides_and_slice_params():
         "lr" not in specs["a"].trainset_params() and "label_source" not in specs["a"].train_params()
     )
     assert specs["a"].encoder_params() == {"pooling": "cls", "normalize": False}
+    assert specs["a"].passage_format() == {"passage_title": True, "passage_separator": " "}
+    # REPLUG's label settings reach only REPLUG training sets
+    assert specs["a"].trainset_params()["replug_temperature"] is None
+    replug = resolve_runs(
+        {
+            **training,
+            "runs": {
+                "r": {"label_source": "replug", "loss": "KLDiv", "positive_sampling": "pos_one"}
+            },
+        }
+    )["r"]
+    assert replug.trainset_params()["replug_temperature"] == 1.0
+    assert replug.trainset_params()["replug_score"] == "sum"
     assert zeroshot_spec(training).backbone == "Shitao/RetroMAE_MSMARCO"
 
 
@@ -310,6 +361,7 @@ def test_runs_merge_defaults_with_overrides_and_slice_params():
         ({"a": {}, "b": {"init_from": "a", "pooling": "mean"}}, "pooling"),
         ({"zeroshot": {}}, "reserved"),
         ({"a": {"loss": "JointLH", "positive_sampling": "pos_one", "epochs": 0}}, "run 'a'"),
+        ({"a": {}, "b": {"init_from": "a", "passage_title": False}}, "passage format"),
     ],
 )
 def test_bad_run_declarations_fail_clearly(runs, message):
@@ -328,3 +380,77 @@ def test_shipped_configs_resolve(path):
     training["defaults"] = {**schema_defaults(), **training.get("defaults", {})}
     specs = resolve_runs(training)
     assert specs, path
+
+
+# --- the paper config's runs ----------------------------------------------------------------
+
+
+def paper_specs():
+    training = yaml.safe_load((REPO / "config/experiments/msmarco-paper.yaml").read_text())[
+        "training"
+    ]
+    training["defaults"] = {**schema_defaults(), **training["defaults"]}
+    return resolve_runs(training)
+
+
+def test_paper_posone_and_rand1_runs_are_different_computations():
+    """Pos-one + SumMargLH sees several positives per group; Rand1LH exactly one."""
+    import torch
+
+    from utilann.train.losses import build_loss
+
+    specs = paper_specs()
+    posone, rand1 = specs["utilsel-posone"].train, specs["utilsel-rand1"].train
+    q = query("q", 3, 30)  # UtilSel's ~2.9 positives per query out of the 31-passage pool
+    groups = {
+        name: [
+            GroupSampler(s.positive_sampling, s.group_size, s.seed, [q]).group(q, e)
+            for e in range(4)
+        ]
+        for name, s in (("posone", posone), ("rand1", rand1))
+    }
+    assert all(sum(g.positive) == 1 for g in groups["rand1"])
+    assert any(sum(g.positive) > 1 for g in groups["posone"])
+    # the same first positive, the same scores: different losses
+    scores = torch.linspace(-1.0, 1.0, posone.group_size, dtype=torch.float64)[None]
+    losses = {
+        name: build_loss(spec.loss).compute_loss_from_scores(
+            scores, torch.tensor([groups[name][0].positive])
+        )
+        for name, spec in (("posone", posone), ("rand1", rand1))
+    }
+    assert groups["posone"][0].doc_ids[0] == groups["rand1"][0].doc_ids[0]
+    assert losses["posone"].item() != pytest.approx(losses["rand1"].item())
+
+
+def test_every_paper_cl_run_starts_from_a_pos_one_stage_one():
+    """App. D.2: CL stage 1 uses Pos-one; the one exception is Table 10's Pos-all (CL) row, and
+    REPLUG (CL) continues the REPLUG run."""
+    specs = paper_specs()
+    stage2 = {name: s for name, s in specs.items() if s.init_from}
+    assert len(stage2) == 16  # 10 RetroMAE (Tables 2, 7, 10), 6 Contriever (Table 2)
+    for name, spec in stage2.items():
+        parent = specs[spec.init_from]
+        assert spec.trainset.label_source == "human" and spec.train.loss == "SingleLH", name
+        assert parent.init_from is None and parent.trainset.query_ratio == 1.0, name
+        if name == "utilsel-posall-cl20":
+            assert parent.train.positive_sampling == "pos_all"
+        elif parent.trainset.label_source == "replug":
+            assert parent.train.loss == "KLDiv", name
+        else:
+            assert parent.train.positive_sampling == "pos_one", name
+            assert parent.train.loss == "SumMargLH", name
+    # Table 7: Exclusion / Inclusion CL runs keep their stage 1's handling of the human positive
+    for name in ("utilsel-excl-cl20", "utilsel-excl-cl30", "utilsel-incl-cl20"):
+        parent = specs[specs[name].init_from]
+        assert parent.trainset.human_positive == ("exclusion" if "excl" in name else "inclusion")
+
+
+def test_paper_config_has_the_replug_rows_of_tables_2_to_5():
+    specs = paper_specs()
+    for prefix in ("", "contriever-"):
+        replug = specs[f"{prefix}replug"]
+        assert replug.trainset.label_source == "replug" and replug.train.loss == "KLDiv"
+        for ratio in (20, 100):
+            cl = specs[f"{prefix}replug-cl{ratio}"]
+            assert cl.init_from == f"{prefix}replug" and cl.trainset.query_ratio == ratio / 100

@@ -49,6 +49,7 @@ rule annotate_shard:
         seed=config["annotation"]["seed"],
         passage_max_words=config["annotation"]["passage_max_words"],
         chunk_size=config["annotation"]["chunk_size"],
+        decoding=annotation_decoding(),
         cache_dir=config["llm"]["cache_dir"],
         writer=get_annotation_writer,
         code_version=ANNOTATION_CODE_VERSION,

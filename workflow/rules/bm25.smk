@@ -48,5 +48,6 @@ rule bm25_search:
         k1=BM25["k1"],
         b=BM25["b"],
         depth=BM25["depth"],
+        remove_query=get_remove_query,
     script:
         "../scripts/bm25_search.py"

@@ -27,8 +27,8 @@ from dataclasses import asdict
 
 from utilann import plan
 from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
-from utilann.annotate.steps import cascade_steps
-from utilann.llm.templates import load_template_id, load_templates
+from utilann.annotate.steps import cascade_steps, get_step
+from utilann.llm.templates import load_template, load_template_id, load_templates
 from utilann.newcorpus import CODE_VERSION as NEWCORPUS_CODE_VERSION
 from utilann.selection import get_selector
 from utilann.report import (
@@ -40,6 +40,7 @@ from utilann.report import (
     tables_for,
     utilrank_settings,
 )
+from utilann.evaluation import uses_answer_accuracy
 from utilann.cluster import (
     job_resources,
     retry_runtime,
@@ -67,8 +68,12 @@ MODELS = config["paths"]["models"]
 TRAIN_CODE_VERSION = 1
 DENSE_CODE_VERSION = 1
 RAG_CODE_VERSION = 1
+REPLUG_CODE_VERSION = 1
 
 EVAL_TARGETS = plan.eval_targets(config)
+SUBSET_TARGETS = plan.subset_targets(config)
+SUBSET_DATASETS = plan.subset_datasets(config)
+HYBRID = plan.hybrid_target(config)
 DENSE_RUNS = plan.dense_runs(config)
 RETRIEVAL_RUNS = plan.retrieval_runs(config)
 
@@ -98,6 +103,13 @@ SIGNIFICANCE_BASELINE, _fallback = plan.significance_baseline(
 )
 if _fallback:
     sys.stderr.write(f"WARNING: {_fallback}\n")
+SECOND_BASELINES = plan.second_baselines(config, RUN_SPECS, SIGNIFICANCE_BASELINE)
+
+HYBRID_CFG = config["evaluation"]["hybrid"]
+HYBRID_DIR = f"{EXP}/hybrid"
+HYBRID_QRELS = f"{HYBRID_DIR}/qrels.parquet"
+HYBRID_RUNS = plan.hybrid_runs(config) if HYBRID else []
+HYBRID_JUDGE = plan.hybrid_judge(config)
 
 NEWCORPUS = config["newcorpus"]
 NEWCORPUS_ON = plan.newcorpus_enabled(config)
@@ -218,6 +230,11 @@ def annotation_shard_files(name):
     return expand(f"{ANN}/shard-{{shard}}/{name}", shard=pool_shards())
 
 
+def replug_shard_files():
+    """REPLUG's answer likelihoods of every pool shard."""
+    return expand(f"{EXP}/replug/shard-{{shard}}.parquet", shard=pool_shards())
+
+
 def annotation_prompts():
     """The template selection plus each template file's hash: editing a template in place
     (same version) is a params change too; the cache then skips the steps it did not touch.
@@ -226,6 +243,13 @@ def annotation_prompts():
     steps = cascade_steps(config["annotation"]["strategies"])
     templates = load_templates(steps, selected["version"], selected["dir"])
     return {**selected, "sha256": {step: t.sha256 for step, t in templates.items()}}
+
+
+def annotation_decoding():
+    """{step: free | constrained} of the cascade's steps (annotation.decoding)."""
+    return plan.annotation_decoding(
+        config, cascade_steps(config["annotation"]["strategies"])
+    )
 
 
 def encoder_dir(backbone):
@@ -303,18 +327,24 @@ def get_dataset_source(wildcards):
         "format": cfg["format"],
         "url": cfg.get("url"),
         "ir_datasets": cfg.get("ir_datasets"),
+        "subsets": list(cfg.get("subsets") or []),
     }
 
 
 def get_raw_dataset_dir(wildcards):
-    """The folder holding a dataset in its standard layout."""
-    return f"{RAW_DATASETS}/{wildcards.dataset}"
+    """The folder holding a dataset in its standard layout (a subset: <benchmark>/<subset>)."""
+    return plan.raw_dataset_dir(config, wildcards.dataset)
 
 
 def get_raw_dataset(wildcards):
-    """Ingestion input: the download flag if we downloaded, else the user's folder if any."""
+    """Ingestion input: the download flag if we downloaded, else the user's folder if any.
+
+    A subset (a CQADupStack forum) comes with its benchmark's download.
+    """
     folder = get_raw_dataset_dir(wildcards)
-    flag = f"{folder}.download.done"
+    flag = (
+        f"{RAW_DATASETS}/{plan.download_name(config, wildcards.dataset)}.download.done"
+    )
     if os.path.exists(flag) or not os.path.isdir(folder):
         return flag
     return folder
@@ -329,10 +359,6 @@ def get_split_queries(wildcards):
     return split_files(wildcards.dataset, wildcards.split)["queries"]
 
 
-def get_split_qrels(wildcards):
-    return split_files(wildcards.dataset, wildcards.split)["qrels"]
-
-
 def get_pool_candidates(wildcards):
     """Ranked negatives for the pools: the dataset's own (Tevatron) or a BM25 run."""
     train = config["train"]
@@ -341,9 +367,49 @@ def get_pool_candidates(wildcards):
     return f"{EXP}/runs/bm25/{train['dataset']}.{train['split']}.parquet"
 
 
+def get_remove_query(wildcards):
+    """Whether this dataset's runs drop the query's own document (datasets.*.remove_query)."""
+    return plan.remove_query(config, wildcards.dataset)
+
+
 def get_measures(wildcards):
-    """ir_measures names a run is evaluated with on this dataset."""
-    return plan.measures_for(config, wildcards.dataset)
+    """Measures a run is evaluated with on this target (ir_measures names and Acc@k)."""
+    return plan.measures_for(config, wildcards.dataset, wildcards.split)
+
+
+def get_eval_input(wildcards):
+    """A run and the qrels it is scored with: the Hybrid Test's golden qrels for its target;
+    gold answers, queries and corpus when the target asks for answer accuracy (Acc@k).
+    """
+    d, split = wildcards.dataset, wildcards.split
+    source = plan.source_split(config, d, split)
+    files = split_files(d, source)
+    inputs = {
+        "run": f"{EXP}/runs/{wildcards.run}/{d}.{source}.parquet",
+        "qrels": HYBRID_QRELS if (d, split) == HYBRID else files["qrels"],
+    }
+    if uses_answer_accuracy(get_measures(wildcards)):
+        inputs["answers"] = answers_input(
+            plan.target_entry(config, d, split)["answers"], d
+        )
+        inputs["queries"] = files["queries"]
+        inputs["corpus"] = f"{DATA}/{d}/corpus"
+    return inputs
+
+
+def get_eval_answers_format(wildcards):
+    """Format of the target's gold-answer file (None: the dataset's ingested answers)."""
+    answers = plan.target_entry(config, wildcards.dataset, wildcards.split)["answers"]
+    return answers["format"] if answers else None
+
+
+def get_subset_files(wildcards):
+    """Evaluation files of one run on every subset of a benchmark target (CQADupStack)."""
+    subsets = SUBSET_TARGETS[(wildcards.dataset, wildcards.split)]
+    return {
+        kind: [f"{EXP}/eval/{wildcards.run}/{d}.{s}.{kind}.parquet" for d, s in subsets]
+        for kind in ("perquery", "metrics")
+    }
 
 
 def get_prepare_llm_spec(wildcards):
@@ -360,16 +426,20 @@ def get_backbone_name(wildcards):
 
 
 def get_trainset_input(wildcards):
-    """Pools always (the oracle's, for a run labelled by it); the LLM labels only for runs
-    trained on them; the chosen human share for the runs of HUMAN_SHARE_RUNS."""
+    """Pools always (the oracle's, for a run labelled by it); the LLM labels or REPLUG's
+    likelihoods only for runs trained on them; the chosen human share for the runs of
+    HUMAN_SHARE_RUNS."""
     run = wildcards.run
     inputs = {"pools": pool_files()}
     if run in HUMAN_SHARE_RUNS:
         inputs["selection"] = f"{HUMAN}/{run}/selected.parquet"
         if ORACLE:
             inputs["pools"] = [f"{HUMAN}/{run}/pools.parquet"]
-    if RUN_SPECS[run].trainset.needs_labels:
+    trainset = RUN_SPECS[run].trainset
+    if trainset.needs_labels:
         inputs["labels"] = f"{ANN}/labels.parquet"
+    if trainset.needs_replug:
+        inputs["replug"] = replug_shard_files()
     return inputs
 
 
@@ -492,11 +562,17 @@ def _encoding(wildcards, max_len):
 
 
 def get_passage_encoding(wildcards):
-    return _encoding(wildcards, DENSE["passage_max_len"])
+    """Passages: also the run's passage format, the one its training passages had."""
+    spec = ZEROSHOT if wildcards.run == "zeroshot" else RUN_SPECS[wildcards.run]
+    return {
+        **_encoding(wildcards, DENSE["passage_max_len"]),
+        **spec.passage_format(),
+    }
 
 
 def get_query_encoding(wildcards):
-    return _encoding(wildcards, DENSE["query_max_len"])
+    """Queries: dense.query_max_len, or the dataset's query_max_len_by_dataset entry."""
+    return _encoding(wildcards, plan.query_max_len(config, wildcards.dataset))
 
 
 def get_encode_shard(wildcards):
@@ -517,6 +593,48 @@ def get_corpus_embeddings(wildcards):
     )
 
 
+def get_replug_answers(wildcards):
+    """The training queries' gold answers: `replug.answers` (path, format), else the training
+    dataset's ingested ANSWERS table (format null)."""
+    answers = config["replug"]["answers"]
+    if answers:
+        return {"path": answers["path"], "format": answers["format"]}
+    return {"path": f"{DATA}/{TRAIN_DS}/answers.parquet", "format": None}
+
+
+def get_replug_score_input(wildcards):
+    """The pool shard, the training queries' texts, the scoring LM, and the gold answers.
+
+    An external answers file (MS MARCO QA's train JSON) is an input once it exists; before,
+    the dry run still plans the job, and the job says where the file must go.
+    """
+    answers = get_replug_answers(wildcards)
+    inputs = {
+        "pools": f"{EXP}/pools/shard-{wildcards.shard}.parquet",
+        "queries": split_files(TRAIN_DS, TRAIN_SPLIT)["queries"],
+    }
+    if answers["format"] is None or os.path.exists(answers["path"]):
+        inputs["answers"] = answers["path"]
+    model = llm_model_input(plan.replug_scorer(config)["model"])
+    if model:
+        inputs["model"] = model
+    return inputs
+
+
+def get_replug_scorer(wildcards):
+    return plan.replug_scorer(config)
+
+
+def get_replug_prompt(wildcards):
+    """The template id and hash: a reworded template rescores."""
+    template = load_template_id(config["replug"]["prompt"])
+    return {"id": template.id, "sha256": template.sha256}
+
+
+def get_replug_cache_writer(wildcards):
+    return f"replug.{config['experiment']}.shard-{wildcards.shard}"
+
+
 def get_hub_repo_id(wildcards):
     return HUB_LLMS[wildcards.slug]
 
@@ -532,19 +650,58 @@ def get_rag_target(wildcards):
         ) from None
 
 
+def answers_slug(path):
+    return re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
+
+
+# Gold-answer files are the user's (nothing downloads them): a missing one is the input of
+# rule missing_answers, which fails with where to put which file (a dry run still plans).
+MISSING_ANSWERS = {
+    answers_slug(a["path"]): a
+    for a in plan.answer_sources(config)
+    if not os.path.exists(a["path"])
+}
+
+
+def answers_input(source, dataset):
+    """A job's gold answers: the configured file (``source``) or the dataset's own answers."""
+    if source is None:
+        return f"{DATA}/{dataset}/answers.parquet"
+    slug = answers_slug(source["path"])
+    return (
+        f"results/missing-answers/{slug}.txt"
+        if slug in MISSING_ANSWERS
+        else source["path"]
+    )
+
+
+def get_missing_answers(wildcards):
+    return dict(MISSING_ANSWERS[wildcards.slug])
+
+
 def get_rag_answers(wildcards):
     """Gold answers: the target's own file, else the dataset's ingested answers.jsonl."""
-    answers = get_rag_target(wildcards)["answers"]
-    return answers["path"] if answers else f"{DATA}/{wildcards.dataset}/answers.parquet"
+    return answers_input(get_rag_target(wildcards)["answers"], wildcards.dataset)
+
+
+def get_rag_run(wildcards):
+    """The run whose passages one RAG job scores (its target's split, not the target name)."""
+    source = get_rag_target(wildcards)["split"]
+    return f"{EXP}/runs/{wildcards.run}/{wildcards.dataset}.{source}.parquet"
+
+
+def get_rag_qrels(wildcards):
+    """The judgements of the split one RAG job answers (its target's split)."""
+    return split_files(wildcards.dataset, get_rag_target(wildcards)["split"])["qrels"]
 
 
 def get_rag_generate_input(wildcards):
+    source = get_rag_target(wildcards)["split"]
     inputs = {
         "runs": [
-            f"{EXP}/runs/{run}/{wildcards.dataset}.{wildcards.split}.parquet"
-            for run in RAG_RUNS
+            f"{EXP}/runs/{run}/{wildcards.dataset}.{source}.parquet" for run in RAG_RUNS
         ],
-        **split_files(wildcards.dataset, wildcards.split),
+        **split_files(wildcards.dataset, source),
         "corpus": f"{DATA}/{wildcards.dataset}/corpus",
         "answers": get_rag_answers(wildcards),
     }
@@ -559,6 +716,7 @@ def get_rag_target_params(wildcards):
     target = get_rag_target(wildcards)
     template = load_template_id(target["prompt"])
     return {
+        "split": target["split"],
         "top_k": target["top_k"],
         "prompt": template.id,
         "prompt_sha256": template.sha256,
@@ -594,6 +752,10 @@ def get_rag_top_k(wildcards):
     return get_rag_target(wildcards)["top_k"]
 
 
+def get_rag_source_split(wildcards):
+    return get_rag_target(wildcards)["split"]
+
+
 def get_rag_bertscore(wildcards):
     """BERTScore settings, only for targets that ask for BERTScore."""
     if "BERTScore" not in get_rag_target(wildcards)["measures"]:
@@ -609,6 +771,7 @@ def get_report_tables_input(wildcards):
     }
     if REPORT_SETTINGS.annotation:
         inputs["annotation"] = f"{ANN}/report.parquet"
+        inputs["manifests"] = annotation_shard_files("manifest.json")
     if NEWCORPUS_ON:
         inputs["candidates"] = f"{NC}/queries.parquet"
         inputs["pseudo_qrels"] = f"{NC}/split/qrels.parquet"
@@ -617,13 +780,45 @@ def get_report_tables_input(wildcards):
     return inputs
 
 
+def get_hybrid_pool_input(wildcards):
+    """The pool's runs on the Hybrid Test's split, the split's data and the gold answers."""
+    d, split = HYBRID_CFG["dataset"], HYBRID_CFG["split"]
+    return {
+        "runs": [f"{EXP}/runs/{run}/{d}.{split}.parquet" for run in HYBRID_RUNS],
+        **split_files(d, split),
+        "corpus": f"{DATA}/{d}/corpus",
+        "answers": answers_input(HYBRID_CFG["answers"], d),
+    }
+
+
+def get_hybrid_answers_format():
+    answers = HYBRID_CFG["answers"]
+    return answers["format"] if answers else None
+
+
+def hybrid_template():
+    """The judge's template (the UtilSel one of annotation.prompts) with its file's hash."""
+    if not HYBRID:
+        return None
+    step = get_step("judge")
+    selected = config["annotation"]["prompts"]
+    template = load_template(step.template_name, selected["version"], selected["dir"])
+    return {**selected, "name": template.name, "sha256": template.sha256}
+
+
+def hybrid_sampling():
+    """The judge decodes like the annotator (llm.sampling; unset keys left to vLLM)."""
+    return {k: v for k, v in config["llm"]["sampling"].items() if v is not None}
+
+
 # --- default target ------------------------------------------------------------------------
 
 
 def get_final_output():
     """What `snakemake` with no target builds: the metrics table and its reproduction check,
     the annotation report, and the report's tables and figures; in the new-corpus mode also
-    every trained model (a corpus of one's own may have no test queries to evaluate them on)."""
+    every trained model (a corpus of one's own may have no test queries to evaluate them on).
+    """
     return [
         f"{EXP}/metrics.parquet",
         f"{EXP}/reproduction.tsv",

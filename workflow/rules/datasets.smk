@@ -9,6 +9,7 @@
 localrules:
     download_dataset,
     split_dataset,
+    missing_answers,
 
 
 rule download_dataset:
@@ -66,3 +67,19 @@ rule split_dataset:
         "../../envs/core.yaml"
     script:
         "../scripts/split_dataset.py"
+
+
+# A configured gold-answer file (answers: {path, format}) that is not there: fail with what to
+# put where. It is never downloaded (ir_datasets' msmarco-qna is gone, the official QA files
+# and the Hugging Face export need a browser or a token on many machines).
+rule missing_answers:
+    output:
+        "results/missing-answers/{slug}.txt",
+    log:
+        "results/logs/missing-answers/{slug}.log",
+    conda:
+        "../../envs/core.yaml"
+    params:
+        source=get_missing_answers,
+    script:
+        "../scripts/missing_answers.py"

@@ -60,6 +60,7 @@ rule dense_search:
     params:
         encoding=get_query_encoding,
         depth=DENSE["depth"],
+        remove_query=get_remove_query,
         faiss_gpu=DENSE["faiss_gpu"],
         code_version=DENSE_CODE_VERSION,
     script:

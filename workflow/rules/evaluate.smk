@@ -10,12 +10,12 @@ localrules:
     metrics_table,
     check_reproduction,
     significance,
+    average_subsets,
 
 
 rule evaluate_run:
     input:
-        run=f"{EXP}/runs/{{run}}/{{dataset}}.{{split}}.parquet",
-        qrels=get_split_qrels,
+        unpack(get_eval_input),
     output:
         per_query=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.perquery.parquet",
         metrics=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.metrics.parquet",
@@ -30,8 +30,53 @@ rule evaluate_run:
         runtime=retry_runtime(30),
     params:
         measures=get_measures,
+        answers_format=get_eval_answers_format,
     script:
         "../scripts/evaluate_run.py"
+
+
+# The Hybrid Test's target scores the runs of its split on golden qrels that the judge made
+# from those runs, so it cannot be in group "search" (the job that made its run): it is in
+# group "hybrid" with the judge, whose job evaluates every run once the qrels are written (a
+# rule in a group is never a local rule, and one job beats one per run).
+ruleorder: evaluate_hybrid > evaluate_run
+
+
+use rule evaluate_run as evaluate_hybrid with:
+    input:
+        unpack(get_eval_input),
+    log:
+        f"{LOGS}/evaluate/{{run}}.{{dataset}}.{{split}}.log",
+    wildcard_constraints:
+        dataset=names_regex([HYBRID[0]] if HYBRID else []),
+        split=names_regex([HYBRID[1]] if HYBRID else []),
+    group:
+        "hybrid"
+
+
+# A benchmark of several datasets (CQADupStack's 12 forums) is one target: the mean of its
+# subsets' figures, as BEIR reports it; its per-query values are the subsets' (query ids
+# prefixed with the subset), which the t-tests pool.
+ruleorder: average_subsets > evaluate_run
+
+
+rule average_subsets:
+    input:
+        unpack(get_subset_files),
+    output:
+        per_query=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.perquery.parquet",
+        metrics=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.metrics.parquet",
+    log:
+        f"{LOGS}/evaluate/{{run}}.{{dataset}}.{{split}}.log",
+    wildcard_constraints:
+        dataset=names_regex(sorted({d for d, _ in SUBSET_TARGETS})),
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=retry_runtime(30),
+    script:
+        "../scripts/average_subsets.py"
 
 
 rule metrics_table:
@@ -79,5 +124,7 @@ rule significance:
         baseline=SIGNIFICANCE_BASELINE,
         requested_baseline=SIGNIFICANCE["baseline"],
         alpha=SIGNIFICANCE["alpha"],
+        second_baselines=SECOND_BASELINES,
+        second_markers=SIGNIFICANCE["second_baseline"]["markers"],
     script:
         "../scripts/significance.py"

@@ -75,7 +75,7 @@ rule querygen_shard:
     resources:
         **job_resources(QUERYGEN_RESOURCES, QUERYGEN_GPUS),
     params:
-        generator=plan.llm_engine(config, config["llm"]["model"]),
+        generator=plan.llm_job(config, None),
         sampling=NEWCORPUS["sampling"],
         prompts=get_querygen_prompts,
         self_check=QUERYGEN_FILTERS["self_check"],

@@ -29,5 +29,7 @@ rule build_pools:
         judged_positives=POOLS["judged_positives"],
         # a generated split's qrels name each query's source passage: a pseudo positive
         positive_source="pseudo" if NEWCORPUS_ON else "human",
+        shuffle=POOLS["shuffle"],
+        shuffle_seed=POOLS["shuffle_seed"],
     script:
         "../scripts/build_pools.py"

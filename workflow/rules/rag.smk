@@ -7,6 +7,9 @@
 #                 another experiment reuses them; a fully cached job starts no engine).
 #   rag_score     per (run, dataset, split): EM/F1/ROUGE-L/BLEU/BERTScore + R@k of the passages
 #
+# {split} in these file names is the target's name (its split unless rag.targets[].name is
+# set: the same split answered with top 1 and top 5 for paper Table 13).
+#
 # The generator is the annotation LLM (same prepared model directory, same engine settings)
 # unless rag.generator.model names another one.
 
@@ -54,8 +57,8 @@ rule rag_score:
     input:
         generations=f"{EXP}/rag/{{run}}/{{dataset}}.{{split}}.generations.parquet",
         questions=f"{EXP}/rag/{{dataset}}.{{split}}.questions.parquet",
-        run=f"{EXP}/runs/{{run}}/{{dataset}}.{{split}}.parquet",
-        qrels=get_split_qrels,
+        run=get_rag_run,
+        qrels=get_rag_qrels,
     output:
         per_query=f"{EXP}/rag/{{run}}/{{dataset}}.{{split}}.perquery.parquet",
         metrics=f"{EXP}/rag/{{run}}/{{dataset}}.{{split}}.metrics.parquet",
@@ -69,6 +72,7 @@ rule rag_score:
     params:
         measures=get_rag_answer_measures,
         top_k=get_rag_top_k,
+        source_split=get_rag_source_split,
         bertscore=get_rag_bertscore,
         code_version=RAG_CODE_VERSION,
     script:

@@ -20,6 +20,8 @@ with script_logging(snakemake.log[0], "build_pools") as log:
         source=p.source,
         judged_policy=p.judged_positives,
         positive_source=p.positive_source,
+        shuffle=p.shuffle,
+        shuffle_seed=p.shuffle_seed,
     )
     meta = {
         "split": p.split,
@@ -29,6 +31,8 @@ with script_logging(snakemake.log[0], "build_pools") as log:
         "seed": p.seed,
         "judged_positives": p.judged_positives,
         "positive_source": p.positive_source,
+        "shuffle": p.shuffle,
+        "shuffle_seed": p.shuffle_seed,
     }
     shards = shard_of(pools, len(snakemake.output.shards))
     for i, (shard, path) in enumerate(zip(shards, snakemake.output.shards)):

@@ -12,12 +12,20 @@ params = dict(snakemake.params.labels)
 code_version = params.pop("code_version")  # utilrank_threshold is None where it does not apply
 with script_logging(snakemake.log[0], "build_trainset") as log:
     pools = pd.concat([read_table(p) for p in snakemake.input.pools], ignore_index=True)
-    labels = read_table(snakemake.input.labels) if "labels" in snakemake.input.keys() else None
+    given = snakemake.input.keys()
+    labels = read_table(snakemake.input.labels) if "labels" in given else None
+    replug = (
+        pd.concat([read_table(p) for p in snakemake.input.replug], ignore_index=True)
+        if "replug" in given
+        else None
+    )
     selected = None
-    if "selection" in snakemake.input.keys():  # a human share chosen beforehand
+    if "selection" in given:  # a human share chosen beforehand
         selection = read_table(snakemake.input.selection)
         selected = selection.loc[selection["selected"], "query_id"].tolist()
-    rows, stats = build_trainset(pools, labels, TrainsetSettings(**params), selected)
+    rows, stats = build_trainset(
+        pools, labels, TrainsetSettings(**params), selected=selected, replug=replug
+    )
     meta = {
         "run": snakemake.wildcards.run,
         "settings": params,

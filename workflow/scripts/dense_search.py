@@ -12,6 +12,7 @@ from utilann.dense import (
 )
 from utilann.io import read_table, write_table, write_trec_run
 from utilann.logs import script_logging
+from utilann.runs import remove_query_hits, search_depth
 
 p, w = snakemake.params, snakemake.wildcards
 with script_logging(snakemake.log[0], "dense_search") as log:
@@ -24,10 +25,15 @@ with script_logging(snakemake.log[0], "dense_search") as log:
     encoder = TextEncoder(snakemake.input.model, EncodeSettings(**p.encoding))
     query_matrix = encoder.encode(queries["text"].tolist(), desc="encode queries")
     index = build_index(matrix, use_gpu=p.faiss_gpu)
-    run = search(index, doc_ids, queries["query_id"].tolist(), query_matrix, p.depth)
+    depth = search_depth(p.depth, p.remove_query)
+    run = search(index, doc_ids, queries["query_id"].tolist(), query_matrix, depth)
+    if p.remove_query:
+        run, removed = remove_query_hits(run, p.depth)
+        log.info("removed %d hits that were the query's own document (remove_query)", removed)
     meta = {
         "run": w.run,
         "depth": p.depth,
+        "remove_query": p.remove_query,
         "encoding": p.encoding,
         "query_dtype": encoder.dtype,
         "passage_dtypes": passage_dtypes(snakemake.input.embeddings),

@@ -9,7 +9,7 @@ dest = snakemake.output.flag.removesuffix(".download.done")
 with script_logging(snakemake.log[0], "download_dataset") as log:
     if source["format"] == "beir" and source.get("url"):
         log.info("downloading %s from %s", name, source["url"])
-        download_beir(name, source["url"], dest)
+        download_beir(name, source["url"], dest, source.get("subsets") or ())
     elif source["format"] == "msmarco" and source.get("ir_datasets"):
         log.info("materialising %s from ir_datasets %s", name, source["ir_datasets"])
         download_ir_datasets(name, source["ir_datasets"], dest)

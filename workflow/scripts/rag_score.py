@@ -24,7 +24,7 @@ with script_logging(snakemake.log[0], "rag_score") as log:
         generations[["query_id", "prediction"]], questions, p.measures, bertscore
     )
 
-    qrels = split_qrels(read_table(snakemake.input.qrels), w.split)
+    qrels = split_qrels(read_table(snakemake.input.qrels), p.source_split)
     recall = retrieval_recall(read_table(snakemake.input.run), qrels, p.top_k, query_ids=qids)
     per_query = pd.concat([scores.per_query, recall], ignore_index=True)
 

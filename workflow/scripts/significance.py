@@ -1,4 +1,5 @@
-"""Paired two-sided t-tests of every run against the baseline, over all per-query files.
+"""Paired two-sided t-tests of every run against the baseline, over all per-query files, and
+of the runs of each group against their second baseline (the paper's dagger against REPLUG).
 
 Retrieval (``eval/<run>/...perquery.parquet``) and RAG (``rag/<run>/...perquery.parquet``)
 per-query values are tested per (dataset, split, measure); each file names its run, dataset and
@@ -34,6 +35,17 @@ with script_logging(snakemake.log[0], "significance") as log:
         table = pd.DataFrame(columns=schemas.SIGNIFICANCE.names)
     else:
         table = paired_ttests(per_query, p.baseline, alpha=p.alpha)
+    # The second test (the paper's dagger): each listed run against the runs of its group.
+    second = []
+    for baseline, tested in p.second_baselines.items():
+        group = per_query[per_query["run"].isin([baseline, *tested])]
+        if baseline not in runs or not tested:
+            log.warning("second baseline %r: no per-query values or no run to test", baseline)
+            continue
+        rows = paired_ttests(group, baseline, alpha=p.alpha, markers=tuple(p.second_markers))
+        log.info("second baseline %s: %d tests of %s", baseline, len(rows), ", ".join(tested))
+        second.append(rows)
+    table = pd.concat([table, *second], ignore_index=True) if second else table
     log.info(
         "baseline %s, alpha %g: %d tests, %d significant",
         p.baseline,
@@ -45,5 +57,10 @@ with script_logging(snakemake.log[0], "significance") as log:
         table,
         snakemake.output.table,
         schemas.SIGNIFICANCE,
-        {"baseline": p.baseline, "alpha": p.alpha, "files": len(frames)},
+        {
+            "baseline": p.baseline,
+            "second_baselines": dict(p.second_baselines),
+            "alpha": p.alpha,
+            "files": len(frames),
+        },
     )

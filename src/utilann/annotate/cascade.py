@@ -27,6 +27,7 @@ from utilann.annotate.parse import STATUSES, ParseResult, parse_output
 from utilann.annotate.steps import Step
 from utilann.annotate.windows import merge_windows, relsel_windows
 from utilann.llm.batch import CachedGenerator, Outcome, Request
+from utilann.llm.grammar import DECODING_MODES, constrained
 from utilann.llm.templates import PromptTemplate
 from utilann.passages import format_passage
 from utilann.schemas import LABELS
@@ -37,7 +38,9 @@ class CascadeSettings:
     """Everything that decides which prompts are sent and how outputs become labels.
 
     ``sampling`` goes to the engine as is (``None`` values removed beforehand by the caller);
-    ``templates`` holds one template per step that runs (:attr:`steps`).
+    ``templates`` holds one template per step that runs (:attr:`steps`); ``decoding`` says,
+    per step, ``free`` (the paper's) or ``constrained`` (a grammar of the template's answer
+    format over the passages shown, :mod:`utilann.llm.grammar`); unnamed steps are free.
     """
 
     sampling: Mapping[str, Any]
@@ -47,22 +50,37 @@ class CascadeSettings:
     position_policy: str = "fixed_first"
     seed: int = 0
     passage_max_words: int = 300
+    decoding: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.decoding.items() if v not in DECODING_MODES}
+        if bad:
+            raise ValueError(f"decoding must be one of {DECODING_MODES} per step, got {bad}")
         if not self.strategies:
             raise ValueError(f"strategies must be a non-empty subset of {registry.strategies()}")
         for step in self.steps:  # also rejects unknown strategies
             template = self.templates.get(step)
             if template is None:
                 raise ValueError(f"no prompt template for step {step!r}")
-            _check_template(registry.get_step(step), template)
+            check_template(registry.get_step(step), template)
 
     @property
     def steps(self) -> tuple[str, ...]:
         return registry.cascade_steps(self.strategies)
 
+    @property
+    def constrained(self) -> bool:
+        """Whether some step decodes under a grammar (the engine then needs its backend)."""
+        return any(self.decoding.get(step) == "constrained" for step in self.steps)
 
-def _check_template(step: Step, template: PromptTemplate) -> None:
+    def sampling_for(self, step: str, shown: int) -> Mapping[str, Any]:
+        """The sampling of one call of ``step`` over ``shown`` passages."""
+        if self.decoding.get(step) != "constrained":
+            return self.sampling
+        return constrained(self.sampling, self.templates[step].answer_syntax, shown)
+
+
+def check_template(step: Step, template: PromptTemplate) -> None:
     """A template must ask for its step's answer format and use only inputs the step has."""
     if template.answer_format != step.answer_format:
         raise ValueError(
@@ -217,7 +235,7 @@ class Cascade:
                 Request(
                     template.fingerprint,
                     template.render(pool.query, [pool.texts[i] for i in shown], answer),
-                    self.settings.sampling,
+                    self.settings.sampling_for(step.name, len(shown)),
                 ),
             )
             for window, shown in shows
@@ -268,7 +286,7 @@ class Cascade:
             outcomes = self.generator.generate(
                 [c.request for c in calls], desc="+".join(step.name for step in batch)
             )
-            done = [Answered(c, o, _parse(c, o)) for c, o in zip(calls, outcomes, strict=True)]
+            done = [Answered(c, o, parse_call(c, o)) for c, o in zip(calls, outcomes, strict=True)]
             for a in done:
                 self.stats[a.call.step.name].add(a)
             for step in batch:
@@ -283,7 +301,7 @@ class Cascade:
         }
         pools_by_id = {q.query_id: q for q in queries}
         return ShardResult(
-            self._label_rows(queries), _raw_rows(answered, pools_by_id), self.stats, counts
+            self._label_rows(queries), raw_rows(answered, pools_by_id), self.stats, counts
         )
 
     def _label_rows(self, queries: Sequence[QueryPool]) -> pd.DataFrame:
@@ -323,12 +341,12 @@ class Cascade:
         return labels
 
 
-def _parse(call: Call, outcome: Outcome) -> ParseResult:
+def parse_call(call: Call, outcome: Outcome) -> ParseResult:
     g = outcome.generation
     return parse_output(call.step.answer_format, g.text, len(call.shown), g.finish_reason)
 
 
-def _raw_rows(answered: Sequence[Answered], pools: Mapping[str, QueryPool]) -> pd.DataFrame:
+def raw_rows(answered: Sequence[Answered], pools: Mapping[str, QueryPool]) -> pd.DataFrame:
     """One RAW row per LLM call (see ``utilann.schemas.RAW``)."""
     rows = []
     for a in answered:

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -23,6 +23,7 @@ from utilann.annotate.steps import cascade_steps
 from utilann.io import atomic_path, read_table, write_json, write_table
 from utilann.llm.batch import open_generator
 from utilann.llm.engine import EngineSpec
+from utilann.llm.grammar import BACKEND
 from utilann.llm.templates import load_templates
 from utilann.schemas import ANNOTATION_REPORT, LABELS, POOLS, RAW
 
@@ -57,11 +58,15 @@ class AnnotationJob:
     cache_dir: str
     writer: str
     code_version: str
+    decoding: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def engine_kwargs(self) -> dict[str, Any]:
         kwargs = {k: v for k, v in self.engine.items() if k != "extra" and v is not None}
-        return {**kwargs, **dict(self.engine.get("extra") or {})}
+        return engine_kwargs(
+            {**kwargs, **dict(self.engine.get("extra") or {})},
+            any(mode == "constrained" for mode in self.decoding.values()),
+        )
 
     @property
     def sampling_params(self) -> dict[str, Any]:
@@ -78,6 +83,7 @@ class AnnotationJob:
             position_policy=self.position_policy,
             seed=self.seed,
             passage_max_words=self.passage_max_words,
+            decoding=dict(self.decoding),
         )
 
     @property
@@ -86,6 +92,15 @@ class AnnotationJob:
         return EngineSpec(
             self.model, self.model_path, self.engine_kwargs, self.env, self.chat_template_kwargs
         )
+
+
+def engine_kwargs(kwargs: Mapping[str, Any], constrained: bool) -> dict[str, Any]:
+    """``vllm.LLM`` arguments of an LLM job; one that constrains decoding gets the grammar
+    backend (:data:`utilann.llm.grammar.BACKEND`) unless the config names one."""
+    out = dict(kwargs)
+    if constrained:
+        out.setdefault("structured_outputs_config", {"backend": BACKEND})
+    return out
 
 
 def _label_metadata(job: AnnotationJob, settings: CascadeSettings, revision: str) -> dict[str, Any]:
@@ -105,6 +120,7 @@ def _label_metadata(job: AnnotationJob, settings: CascadeSettings, revision: str
         "position_policy": settings.position_policy,
         "seed": settings.seed,
         "passage_max_words": settings.passage_max_words,
+        "decoding": {step: settings.decoding.get(step, "free") for step in settings.steps},
         "code_version": job.code_version,
     }
 
@@ -123,6 +139,7 @@ def annotate_shard(
     with open_generator(job.engine_spec, job.cache_dir, job.writer, job.chunk_size) as generator:
         result = Cascade(settings, generator).run(pools)
         identity, cache_file = generator.identity, str(generator.cache.path)
+        prefix_cache = generator.prefix_cache()
 
     meta = _label_metadata(job, settings, identity.revision)
     meta["vllm_version"] = identity.engine_version
@@ -151,6 +168,7 @@ def annotate_shard(
             k: sum(st[k] for st in steps.values()) for k in ("calls", "generated", "cached")
         },
         "engine_started": generator.started,
+        "prefix_cache": prefix_cache,
         "wall_seconds": round(time.perf_counter() - started, 2),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

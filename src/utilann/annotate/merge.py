@@ -28,6 +28,7 @@ IDENTITY_KEYS = (
     "position_policy",
     "seed",
     "passage_max_words",
+    "decoding",
     "code_version",
 )
 #: any threshold gives the same emptiness: the cutoff keeps at least one ranked passage

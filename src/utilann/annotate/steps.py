@@ -9,7 +9,10 @@ pseudo-answer as reference answer. Each step is one :class:`Step` in :data:`STEP
 * ``passages`` - which passages it is shown: ``window`` (the pool, cut into RelSel windows,
   labels merged per passage) or ``subset`` (the RelSel-selected passages, in the order they
   were shown; a query whose subset is empty gets no call);
-* ``needs_answer`` - whether its template is filled with the pseudo-answer;
+* ``needs_answer`` - whether its template is filled with a reference answer, and
+  ``reference`` which one: the cascade's ``pseudo``-answer, or the query's ``gold`` answer
+  (the Hybrid Test's judge, paper 5.1: the UtilSel prompt given the ground-truth answer);
+* ``template`` - the template file it is rendered with (default: its own name);
 * ``provides`` - ``subset`` or ``answer`` when later steps read its output;
 * ``labels`` - how its output becomes training positives (:class:`Selected`,
   :class:`TopPercent`); a step with labels is an annotation *strategy*, usable as
@@ -35,6 +38,7 @@ from utilann.llm.templates import ANSWER_FORMATS
 
 PASSAGE_INPUTS = ("window", "subset")
 PRODUCTS = ("subset", "answer")
+REFERENCES = ("pseudo", "gold")
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,8 @@ def top_percent_cutoff(list_length: int, threshold: float) -> int:
 class Step:
     """One LLM step of the annotation cascade (module docstring for the fields).
 
-    ``name`` is also the template file name (``<prompts dir>/<version>/<name>.yaml``) and
-    the ``step`` of its RAW rows; ``title`` is its name in reports.
+    ``name`` is the ``step`` of its RAW rows and, unless ``template`` names another, its
+    template file (``<prompts dir>/<version>/<name>.yaml``); ``title`` is its name in reports.
     """
 
     name: str
@@ -90,6 +94,13 @@ class Step:
     provides: str | None = None
     labels: Selected | TopPercent | None = None
     title: str = ""
+    reference: str = "pseudo"
+    template: str = ""
+
+    @property
+    def template_name(self) -> str:
+        """The template file this step is rendered with."""
+        return self.template or self.name
 
     def __post_init__(self) -> None:
         where = f"annotation step {self.name!r}"
@@ -99,6 +110,13 @@ class Step:
             raise ValueError(f"{where}: passages must be one of {PASSAGE_INPUTS}")
         if self.provides not in (None, *PRODUCTS):
             raise ValueError(f"{where}: provides must be one of {PRODUCTS} or None")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"{where}: reference must be one of {REFERENCES}")
+        if self.reference == "gold" and (self.labels is not None or self.provides):
+            raise ValueError(
+                f"{where}: a step given the gold answer judges evaluation pools; its output "
+                "can be neither training labels nor a cascade input"
+            )
         if self.provides == "subset" and (
             self.passages != "window" or self.answer_format != "selection"
         ):
@@ -166,6 +184,19 @@ register(
 )
 
 
+register(
+    Step(
+        "judge",
+        "selection",
+        passages="window",
+        needs_answer=True,
+        reference="gold",
+        template="utilsel",
+        title="Hybrid-Test judge",
+    )
+)
+
+
 def get_step(name: str) -> Step:
     try:
         return STEPS[name]
@@ -210,7 +241,7 @@ def dependencies(step: Step) -> tuple[Step, ...]:
     needed = []
     if step.passages == "subset":
         needed.append(_provider("subset"))
-    if step.needs_answer:
+    if step.needs_answer and step.reference == "pseudo":
         needed.append(_provider("answer"))
     return tuple(needed)
 

@@ -12,6 +12,11 @@ loads a model.
 Each :class:`Outcome` says whether its generation came from the cache (a repeat of a request
 generated in the same call counts as cached) and how many engine seconds it cost (its
 token share of its chunk's wall time).
+
+A request either generates (``mode="generate"``, the annotation and RAG steps) or scores a
+given continuation (``mode="score"``: the log-probabilities of the conversation's last,
+assistant message, REPLUG's answer likelihoods): both take the same cached, chunked path,
+and the mode is part of the cache key.
 """
 
 from __future__ import annotations
@@ -31,17 +36,22 @@ from utilann.llm.engine import PROMPT_TOO_LONG, ChatBackend, Conversation, Engin
 
 log = logging.getLogger(__name__)
 
+#: The backend method (:class:`~utilann.llm.engine.ChatBackend`) that serves each request mode.
+_BACKEND_METHODS = {"generate": "chat", "score": "score"}
+
 
 @dataclass(frozen=True)
 class Request:
-    """One LLM call: the template that rendered it, the conversation, its decoding.
+    """One LLM call: the template that rendered it, the conversation, its decoding, its mode.
 
-    ``template`` is the template's :attr:`~utilann.llm.templates.PromptTemplate.fingerprint`.
+    ``template`` is the template's :attr:`~utilann.llm.templates.PromptTemplate.fingerprint`;
+    ``mode`` is ``generate`` or ``score`` (:data:`~utilann.llm.cache.MODES`).
     """
 
     template: str
     messages: Conversation
     sampling: Mapping[str, Any]
+    mode: str = "generate"
 
 
 @dataclass(frozen=True)
@@ -86,8 +96,19 @@ class CachedGenerator:
         """Whether the engine was started (some request missed the cache)."""
         return self._backend is not None
 
+    def prefix_cache(self) -> dict[str, Any] | None:
+        """vLLM's prefix-cache queries, hits and hit rate in prompt tokens (None: no engine)."""
+        stats = getattr(self._backend, "prefix_cache_stats", None)
+        if stats is None:
+            return None
+        counts = stats()
+        rate = counts["hits"] / counts["queries"] if counts["queries"] else None
+        return {**counts, "hit_rate": rate}
+
     def key(self, request: Request) -> str:
-        return request_key(self.identity, request.template, request.sampling, request.messages)
+        return request_key(
+            self.identity, request.template, request.sampling, request.messages, request.mode
+        )
 
     def generate(self, requests: Sequence[Request], desc: str = "generate") -> list[Outcome]:
         """One :class:`Outcome` per request, in input order."""
@@ -126,14 +147,8 @@ class CachedGenerator:
             log.info("cache miss: starting the LLM engine for %s", self.identity.model)
             self._backend = self._backend_factory()
         started = time.perf_counter()
-        generations = self._backend.chat(
-            [r.messages for r in requests], [r.sampling for r in requests]
-        )
+        generations = self._serve(requests)
         wall = time.perf_counter() - started
-        if len(generations) != len(requests):
-            raise RuntimeError(
-                f"the LLM returned {len(generations)} outputs for {len(requests)} prompts"
-            )
         tokens = [g.prompt_tokens + g.output_tokens for g in generations]
         total = sum(tokens) or len(tokens)
         seconds = [wall * (t or 1) / total for t in tokens]  # share of the chunk's time
@@ -148,6 +163,21 @@ class CachedGenerator:
         self.generated += len(requests)
         self.engine_seconds += wall
         return {key: (g, s) for key, g, s in zip(keys, generations, seconds, strict=True)}
+
+    def _serve(self, requests: Sequence[Request]) -> list[Generation]:
+        """One engine call per mode present in ``requests``; results in request order."""
+        results: dict[int, Generation] = {}
+        for mode, method in _BACKEND_METHODS.items():
+            picked = [i for i, r in enumerate(requests) if r.mode == mode]
+            if not picked:
+                continue
+            out = getattr(self._backend, method)(
+                [requests[i].messages for i in picked], [requests[i].sampling for i in picked]
+            )
+            if len(out) != len(picked):
+                raise RuntimeError(f"the LLM returned {len(out)} outputs for {len(picked)} prompts")
+            results.update(zip(picked, out, strict=True))
+        return [results[i] for i in range(len(requests))]
 
 
 @contextmanager

@@ -3,11 +3,12 @@
 Key (:func:`request_key`) = SHA-256 of everything that decides a completion: the model and
 its revision (a content fingerprint of a local model directory, the commit of a hub model),
 the engine version, dtype, tensor-parallel size and quantization, the chat-template
-variables, the prompt template (name and content hash), the canonical sampling parameters and
+variables, the prompt template (name and content hash), the canonical sampling parameters,
 the rendered conversation (which holds the template wording, query, passage texts and any
-pseudo-answer). So a rerun, a resume after a crash, or another experiment asking the same
-question never pays for the same call twice, while a new model revision, engine, wording or
-decoding misses the cache exactly where it matters.
+pseudo-answer) and, for a request that scores a continuation instead of generating one
+(REPLUG's answer likelihoods), that mode. So a rerun, a resume after a crash, or another
+experiment asking the same question never pays for the same call twice, while a new model
+revision, engine, wording or decoding misses the cache exactly where it matters.
 
 Layout: one SQLite file per writer (``<cache_dir>/<writer>.sqlite``; a writer is one LLM job,
 e.g. ``demo.shard-0`` or ``rag.demo.nq-oracle.test``). A job writes only its own file, so
@@ -52,6 +53,8 @@ CREATE TABLE IF NOT EXISTS generations (
 )
 """
 _LOOKUP_BATCH = 500
+#: What a request asks of the engine: a completion, or the score of a given continuation.
+MODES = ("generate", "score")
 #: files of a model directory up to this size are fingerprinted by content (configs,
 #: tokenizer, chat template), larger ones (weights) by name and size
 _HASHED_FILE_BYTES = 16 * 2**20
@@ -92,7 +95,11 @@ class ModelIdentity:
 
 
 def request_key(
-    identity: ModelIdentity, template: str, sampling: Sampling, messages: Conversation
+    identity: ModelIdentity,
+    template: str,
+    sampling: Sampling,
+    messages: Conversation,
+    mode: str = "generate",
 ) -> str:
     """The content key of one chat request (stable across runs, machines and experiments).
 
@@ -103,14 +110,22 @@ def request_key(
             dropped, so ``temperature: 0`` and ``0.0``, or an unset and a null ``seed``, are
             the same request.
         messages: the rendered conversation.
+        mode: ``generate`` (a completion) or ``score`` (the log-probabilities of the last,
+            assistant message: :meth:`~utilann.llm.engine.VLLMChat.score`). Only a
+            non-default mode enters the key, so every generation key is what it always was.
     """
+    if mode not in MODES:
+        raise ValueError(f"request mode must be one of {MODES}, got {mode!r}")
+    content: dict[str, Any] = {
+        "identity": _canonical(identity.as_dict()),
+        "template": template,
+        "sampling": _canonical(sampling),
+        "messages": [dict(m) for m in messages],
+    }
+    if mode != "generate":
+        content["mode"] = mode
     payload = json.dumps(
-        {
-            "identity": _canonical(identity.as_dict()),
-            "template": template,
-            "sampling": _canonical(sampling),
-            "messages": [dict(m) for m in messages],
-        },
+        content,
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),

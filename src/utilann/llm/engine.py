@@ -8,6 +8,12 @@ through the :class:`ChatBackend` protocol, and only through the cached loop of
     gens = chat.chat([[{"role": "user", "content": "Hi"}]], [{"temperature": 0, "max_tokens": 64}])
     gens[0].text, gens[0].prompt_tokens, gens[0].output_tokens
 
+Besides generating, an engine *scores*: :meth:`VLLMChat.score` returns the log-probability of
+each token of a conversation's final assistant message given everything before it (the
+REPLUG baseline's ``P(a | q, d)``), read from vLLM's prompt logprobs in one forward pass
+(:data:`SCORE_SAMPLING`); :func:`continuation_logprobs` reads them back from the
+:class:`Generation`.
+
 Why render the chat template ourselves instead of calling ``LLM.chat``: we need the prompt
 length before submitting (vLLM rejects the whole batch when one prompt exceeds
 ``max_model_len``), and we neutralise special-token strings that appear *inside* message
@@ -33,6 +39,12 @@ Sampling = Mapping[str, Any]
 
 #: finish_reason of a prompt that was not submitted because it does not fit the context.
 PROMPT_TOO_LONG = "prompt_too_long"
+#: finish_reason of a scoring request (:meth:`VLLMChat.score`).
+SCORED = "scored"
+#: The decoding of every scoring request: the prompt's own token log-probabilities (0 = only
+#: the actual token's, no top-k alternatives) and the one output token vLLM must generate
+#: (discarded). Part of each scoring request's cache key.
+SCORE_SAMPLING: Mapping[str, Any] = {"temperature": 0.0, "max_tokens": 1, "prompt_logprobs": 0}
 
 
 @dataclass(frozen=True)
@@ -51,11 +63,27 @@ class ChatBackend(Protocol):
     ``sampling[i]`` holds the decoding parameters of ``conversations[i]`` (a plain mapping,
     see :func:`sampling_params`), so that steps with different decoding (or, later,
     per-prompt structured outputs) can share one engine call.
+
+    ``score`` rates instead of generating: for each conversation, whose last message is an
+    assistant turn, the log-probability of that turn's tokens given the rest, returned as a
+    :class:`Generation` with ``finish_reason`` :data:`SCORED` whose text
+    :func:`continuation_logprobs` decodes.
     """
 
     def chat(
         self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
     ) -> list[Generation]: ...
+
+    def score(
+        self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
+    ) -> list[Generation]: ...
+
+
+def continuation_logprobs(generation: Generation) -> list[float]:
+    """The per-token log-probabilities of a scoring request's continuation, in order."""
+    if generation.finish_reason != SCORED:
+        raise ValueError(f"not a scored continuation (finish_reason {generation.finish_reason!r})")
+    return [float(x) for x in json.loads(generation.text)]
 
 
 def sampling_params(sampling: Sampling) -> Any:
@@ -67,7 +95,12 @@ def sampling_params(sampling: Sampling) -> Any:
     """
     from vllm import SamplingParams
 
-    return SamplingParams(**{k: v for k, v in sampling.items() if v is not None})
+    params = {k: v for k, v in sampling.items() if v is not None}
+    if isinstance(params.get("structured_outputs"), Mapping):
+        from vllm.sampling_params import StructuredOutputsParams
+
+        params["structured_outputs"] = StructuredOutputsParams(**params["structured_outputs"])
+    return SamplingParams(**params)
 
 
 def vllm_version() -> str:
@@ -102,11 +135,20 @@ class VLLMChat:
         from vllm import LLM  # heavy import, only when an engine is really wanted
 
         self.model_path = model_path
-        self.llm = LLM(model=model_path, **engine_kwargs)
+        # stats on: vLLM then counts prefix-cache queries and hits (prefix_cache_stats)
+        self.llm = LLM(model=model_path, **{"disable_log_stats": False, **engine_kwargs})
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self._special = _special_token_strings(self.tokenizer)
+
+    def prefix_cache_stats(self) -> dict[str, int]:
+        """Prompt tokens looked up in vLLM's prefix cache and found there, since start-up."""
+        counters = {m.name: getattr(m, "value", 0) for m in self.llm.get_metrics()}
+        return {
+            "queries": int(counters.get("vllm:prefix_cache_queries", 0)),
+            "hits": int(counters.get("vllm:prefix_cache_hits", 0)),
+        }
 
     def render(self, conversation: Conversation) -> list[int]:
         """Token ids of ``conversation`` under the model's chat template, ready to generate."""
@@ -156,6 +198,64 @@ class VLLMChat:
                 prompt_tokens=len(out.prompt_token_ids or rendered[i]),
                 output_tokens=len(completion.token_ids),
                 finish_reason=str(completion.finish_reason),
+            )
+        return result
+
+    def score(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: Sequence[Sampling],
+        *,
+        use_tqdm: bool = True,
+    ) -> list[Generation]:
+        """Log-probabilities of each conversation's final assistant message given the rest.
+
+        The context (every message but the last) is rendered with the chat template and the
+        generation prompt, exactly as :meth:`chat` would send it; the continuation is
+        tokenised on its own (no special tokens) and appended, so its tokens are those the
+        model would have had to generate (lm-eval-harness encodes context and continuation
+        the same way). One forward pass with prompt logprobs yields every continuation
+        token's log-probability; the result's text is their JSON list
+        (:func:`continuation_logprobs`). Prompts that do not fit come back as
+        :data:`PROMPT_TOO_LONG`. vLLM does not read the prefix cache for a request with
+        prompt logprobs (``SamplingParams.skip_reading_prefix_cache``, so that every prompt
+        position gets its log-probability): scoring pays the full prefill of each prompt.
+        """
+        from vllm.inputs import TokensPrompt
+
+        if len(sampling) != len(conversations):
+            raise ValueError(f"{len(sampling)} sampling settings for {len(conversations)} prompts")
+        prompts = []
+        for conversation in conversations:
+            if not conversation or conversation[-1]["role"] != "assistant":
+                raise ValueError("a scored conversation must end with the assistant turn to score")
+            context = self.render(conversation[:-1])
+            answer = defuse_special_tokens(conversation[-1]["content"], self._special)
+            continuation = list(self.tokenizer.encode(answer, add_special_tokens=False))
+            if not continuation:
+                raise ValueError("a scored continuation must have at least one token")
+            prompts.append((context + continuation, len(continuation)))
+        fits = [i for i, (ids, _) in enumerate(prompts) if len(ids) < self.max_model_len]
+        outputs = (
+            self.llm.generate(
+                [TokensPrompt(prompt_token_ids=prompts[i][0]) for i in fits],
+                [sampling_params({**sampling[i], **SCORE_SAMPLING}) for i in fits],
+                use_tqdm=use_tqdm,
+            )
+            if fits
+            else []
+        )
+        result = [Generation("", len(ids), 0, PROMPT_TOO_LONG) for ids, _ in prompts]
+        for i, out in zip(fits, outputs, strict=True):
+            ids, n = prompts[i]
+            logprobs = [
+                out.prompt_logprobs[pos][ids[pos]].logprob for pos in range(len(ids) - n, len(ids))
+            ]
+            result[i] = Generation(
+                text=json.dumps(logprobs),
+                prompt_tokens=len(ids),
+                output_tokens=len(out.outputs[0].token_ids),
+                finish_reason=SCORED,
             )
         return result
 

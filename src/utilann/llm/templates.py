@@ -32,6 +32,15 @@ passage, a closing instruction):
                    ``{query}`` are the example's); the examples themselves are data (config),
                    so one template serves any set of them.
 ``final``          the closing user message with the instruction and the answer format.
+``answer``         optional: how the requested answer is written, the metadata constrained
+                   decoding builds its grammar from (:mod:`utilann.llm.grammar`): ``prefix``
+                   (selection default ``"My selection: "``), ``item`` (how one passage number
+                   is written, default ``"[{id}]"``), ``separator`` (``","`` for a selection,
+                   ``" > "`` for a ranking), ``suffix`` (after the last id, default ``""``),
+                   ``empty`` (what follows ``prefix`` in an empty selection, default ``"[]"``;
+                   null = the template does not allow one), ``max_chars`` (a text answer's
+                   length bound, default 1000). The defaults are what the v1 templates ask
+                   for; every form is one the parser (:mod:`utilann.annotate.parse`) reads.
 
 Placeholders: ``{num}`` ``{query}`` ``{answer}`` ``{passages}`` ``{index}`` ``{passage}``;
 write ``{{``/``}}`` for literal braces. Query, passage and answer text are substituted as
@@ -66,6 +75,7 @@ _KEYS = {
     "passage_ack",
     "example",
     "final",
+    "answer",
 }
 _NAME = re.compile(r"^[a-z0-9_]+$")
 _NUMBERED_VERSION = re.compile(r"^v(\d+)$")
@@ -75,6 +85,51 @@ Message = dict[str, str]
 
 class TemplateError(ValueError):
     """A prompt template is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class AnswerSyntax:
+    """How a template asks for its answer to be written (the template key ``answer``).
+
+    Kept beside the wording because the instruction spells the format out ("My selection:
+    [i],[j]"); constrained decoding turns it into a grammar, so the grammar admits exactly the
+    format the prompt asks for.
+    """
+
+    answer_format: str
+    prefix: str = ""
+    item: str = "[{id}]"
+    separator: str = ","
+    suffix: str = ""
+    empty: str | None = None
+    max_chars: int = 1000
+
+    @classmethod
+    def default(cls, answer_format: str) -> AnswerSyntax:
+        """What the packaged templates of ``answer_format`` ask for."""
+        if answer_format == "selection":
+            return cls(answer_format, prefix="My selection: ", separator=",", empty="[]")
+        if answer_format == "ranking":
+            return cls(answer_format, separator=" > ")
+        return cls(answer_format)
+
+    @classmethod
+    def parse(cls, answer_format: str, raw: Any, where: str) -> AnswerSyntax:
+        """The template's ``answer`` mapping over the defaults of its answer format."""
+        base = cls.default(answer_format)
+        if raw is None:
+            return base
+        allowed = {"prefix", "item", "separator", "suffix", "empty", "max_chars"}
+        if not isinstance(raw, dict) or set(raw) - allowed:
+            raise TemplateError(f"{where}: `answer` must be a mapping with keys {sorted(allowed)}")
+        syntax = cls(**{**vars(base), **raw, "answer_format": answer_format})
+        head, _, tail = syntax.item.partition("{id}")
+        if not (head and tail) or head[-1].isdigit() or tail[0].isdigit():
+            # ids must be delimited on both sides: "[1]" must never be read inside "[11]"
+            raise TemplateError(f"{where}: `answer.item` must wrap {{id}} in non-digit characters")
+        if not isinstance(syntax.max_chars, int) or syntax.max_chars < 1:
+            raise TemplateError(f"{where}: `answer.max_chars` must be a positive integer")
+        return syntax
 
 
 @dataclass(frozen=True)
@@ -92,6 +147,12 @@ class PromptTemplate:
     final: str
     description: str = ""
     example: tuple[str, str] | None = None
+    answer: AnswerSyntax | None = None
+
+    @property
+    def answer_syntax(self) -> AnswerSyntax:
+        """How the answer is written (the ``answer`` key over its format's defaults)."""
+        return self.answer or AnswerSyntax.default(self.answer_format)
 
     @property
     def id(self) -> str:
@@ -216,6 +277,9 @@ def parse_template(raw: bytes, name: str, version: str, where: str | None = None
         final=data["final"],
         description=str(data.get("description") or ""),
         example=(example["user"], example["assistant"]) if example else None,
+        answer=AnswerSyntax.parse(data["answer_format"], data.get("answer"), where)
+        if "answer" in data
+        else None,
     )
     bad = template.fields - FIELDS
     if bad:

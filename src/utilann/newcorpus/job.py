@@ -108,7 +108,7 @@ def generate_shard(
     """Write one question per passage of the shard (GENERATED_QUERIES) and the manifest.
 
     ``generator``: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``,
-    ``env``, ``chat_template_kwargs`` (:func:`utilann.plan.llm_engine`); ``prompts``:
+    ``env``, ``chat_template_kwargs`` (:func:`utilann.plan.llm_job`); ``prompts``:
     ``version`` and ``dir`` of the templates; ``self_check``: ``enabled`` and ``max_tokens``.
     """
     started = time.perf_counter()

@@ -104,7 +104,9 @@ def answer_split(
     """Answer the questions of one split from every run's top-k passages; write the question
     table and one GENERATIONS file per run. Returns the answers per run.
 
-    ``target``: ``top_k`` and ``prompt`` (template id); ``questions``: ``answers_format`` (null =
+    ``target``: ``top_k``, ``prompt`` (template id) and ``split``, the split whose questions
+    are answered (default ``split``, which is also the target's name in file names and
+    metadata); ``questions``: ``answers_format`` (null =
     ``answers_path`` is the dataset's ingested ANSWERS table), ``max_queries``, ``seed``;
     ``generator``: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``
     (``vllm.LLM`` arguments), ``env`` (set before the engine starts), ``chat_template_kwargs``,
@@ -117,7 +119,8 @@ def answer_split(
         if questions["answers_format"]
         else read_table(answers_path)
     )
-    chosen = select_questions(answers, qrels, split, questions["max_queries"], questions["seed"])
+    source = target.get("split", split)  # the split answered (``split`` names the target)
+    chosen = select_questions(answers, qrels, source, questions["max_queries"], questions["seed"])
     if chosen.empty:
         raise ValueError(
             f"{dataset}/{split}: no query of the split has a gold answer "
@@ -179,6 +182,7 @@ def answer_split(
     meta = {
         "dataset": dataset,
         "split": split,
+        "source_split": source,
         "top_k": target["top_k"],
         "prompt": {"id": template.id, "sha256": template.sha256},
         "model": generator["model"],

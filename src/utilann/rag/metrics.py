@@ -8,24 +8,21 @@ Definitions, and why each was chosen:
   KILT); the paper's EM levels (~43 %) only make sense with it. When the prediction or the gold
   answer normalises to no token at all, F1 is 1 if both are empty and 0 otherwise (the SQuAD
   v2.0 rule; v1.1 would give 0 even for two empty strings).
-* **BLEU-3 / BLEU-4** (MS MARCO QA): corpus-level, exactly as the official MS MARCO QA
-  evaluation computes it (its ``bleu_scorer``, taken from the COCO caption toolkit): n-gram
-  counts clipped by the maximum count over the references of each query, precisions pooled over
-  the corpus, geometric mean of the 1..n precisions, brevity penalty against the *closest*
-  reference length (ties go to the shorter one), and the same 1e-15 / 1e-9 guards against
-  division by zero. It is implemented here (:func:`corpus_bleu`, a few lines) instead of
-  calling sacrebleu, whose corpus BLEU needs the same number of references for every query.
+* **BLEU-3 / BLEU-4** (MS MARCO QA): corpus-level, computed by the COCO caption toolkit's
+  ``Bleu`` (``pycocoevalcap``), the code the official MS MARCO QA evaluation
+  (``ms_marco_eval.py``) calls: n-gram counts clipped by the maximum count over the references
+  of each query, precisions pooled over the corpus, geometric mean of the 1..n precisions,
+  brevity penalty against the *closest* reference length (ties go to the shorter one).
   Because it is corpus-level there is no per-query value and no significance test (as in the
   paper).
-* **ROUGE-L**: the ``rouge-score`` package, F-measure of the longest common subsequence, the
-  maximum over gold answers. The official MS MARCO script uses the COCO ROUGE-L instead
-  (beta = 1.2, precision and recall maximised separately), so values differ slightly from
-  leaderboard figures; the ranking of systems does not depend on that choice.
+* **ROUGE-L**: the same toolkit's ``Rouge``, as the official evaluation computes it: longest
+  common subsequence against each reference, the *best precision and the best recall over the
+  references taken separately*, combined with beta = 1.2 (recall weighted). Its corpus figure
+  is the mean of the per-query values, so ROUGE-L is also a per-query measure (t-tested).
 * **Tokenisation** for BLEU and ROUGE-L: lowercase, then words (``\\w+``) and single
-  punctuation marks as tokens. The official script tokenises with spaCy's English tokenizer
-  and lowercases; this regex agrees with it on ordinary text without pulling spaCy in, and,
-  unlike rouge-score's default tokenizer, keeps non-ASCII letters (it would turn "Röntgen" into
-  "r ntgen").
+  punctuation marks as tokens, joined by single spaces (the toolkit splits on spaces). The
+  official script tokenises with spaCy's English tokenizer and lowercases; this regex agrees
+  with it on ordinary text without pulling spaCy in, and keeps non-ASCII letters.
 * **BERTScore**: the ``bert-score`` package with a *local* model (F1, the maximum over gold
   answers, no baseline rescaling). Never downloaded: without a model path, the package, or the
   directory, it is skipped with a logged reason. The paper does not say which model it used.
@@ -40,18 +37,17 @@ All values are fractions in [0, 1], like ir_measures'.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
-import math
 import re
 import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import pandas as pd
-from rouge_score import rouge_scorer
 
 from .. import evaluation, schemas
 
@@ -68,8 +64,6 @@ ANSWER_MEASURES = PER_QUERY_MEASURES + tuple(CORPUS_MEASURES)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_BLEU_TINY = 1e-15
-_BLEU_SMALL = 1e-9
 
 
 # --- EM / F1 (SQuAD) -----------------------------------------------------------------------
@@ -119,18 +113,15 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def _ngram_counts(tokens: list[str], max_order: int) -> Counter[tuple[str, ...]]:
-    return Counter(
-        tuple(tokens[i : i + n])
-        for n in range(1, max_order + 1)
-        for i in range(len(tokens) - n + 1)
-    )
+def _coco(texts: Sequence[str]) -> list[str]:
+    """Texts as the COCO toolkit expects them: tokens joined by single spaces."""
+    return [" ".join(tokenize(text)) for text in texts]
 
 
 def corpus_bleu(
     predictions: Sequence[str], references: Sequence[Sequence[str]], max_order: int = 4
 ) -> list[float]:
-    """Corpus BLEU-1..``max_order`` as the official MS MARCO QA evaluation computes them.
+    """Corpus BLEU-1..``max_order`` of the official MS MARCO QA evaluation (``pycocoevalcap``).
 
     Args:
         predictions: one answer per query.
@@ -138,56 +129,31 @@ def corpus_bleu(
         max_order: the largest n-gram order.
 
     Returns:
-        ``[BLEU-1, ..., BLEU-max_order]``, each the geometric mean of the pooled 1..n
-        precisions times the corpus brevity penalty (see the module docstring).
+        ``[BLEU-1, ..., BLEU-max_order]`` (see the module docstring).
     """
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
     if max_order < 1:
         raise ValueError(f"max_order must be >= 1, got {max_order}")
-    correct = [0] * max_order
-    guessed = [0] * max_order
-    pred_length = ref_length = 0
-    for prediction, golds in zip(predictions, references):
+    for golds in references:
         _check_golds(golds)
-        pred = tokenize(prediction)
-        refs = [tokenize(gold) for gold in golds]
-        max_ref_counts: Counter[tuple[str, ...]] = Counter()
-        for ref in refs:
-            max_ref_counts |= _ngram_counts(ref, max_order)
-        for ngram, count in _ngram_counts(pred, max_order).items():
-            correct[len(ngram) - 1] += min(count, max_ref_counts[ngram])
-        for n in range(max_order):
-            guessed[n] += max(len(pred) - n, 0)
-        pred_length += len(pred)
-        ref_length += min((abs(len(ref) - len(pred)), len(ref)) for ref in refs)[1]
-    scores = []
-    product = 1.0
-    for n in range(max_order):
-        product *= (correct[n] + _BLEU_TINY) / (guessed[n] + _BLEU_SMALL)
-        scores.append(product ** (1.0 / (n + 1)))
-    ratio = (pred_length + _BLEU_TINY) / (ref_length + _BLEU_SMALL)
-    if ratio < 1:
-        scores = [score * math.exp(1 - 1 / ratio) for score in scores]
-    return scores
+    from pycocoevalcap.bleu.bleu import Bleu
 
-
-class _RegexTokenizer:
-    """rouge-score tokenizer interface over :func:`tokenize`."""
-
-    def tokenize(self, text: str) -> list[str]:
-        return tokenize(text)
-
-
-@cache
-def _rouge_l_scorer() -> rouge_scorer.RougeScorer:
-    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=_RegexTokenizer())
+    keys = range(len(predictions))
+    res = {i: [p] for i, p in zip(keys, _coco(predictions))}
+    gts = {i: _coco(golds) for i, golds in zip(keys, references)}
+    with contextlib.redirect_stdout(io.StringIO()):  # the scorer prints its counts
+        scores, _ = Bleu(max_order).compute_score(gts, res, verbose=0)
+    return [float(score) for score in scores]
 
 
 def rouge_l(prediction: str, golds: Sequence[str]) -> float:
-    """ROUGE-L F-measure (rouge-score), the maximum over gold answers."""
+    """ROUGE-L of the official MS MARCO QA evaluation (``pycocoevalcap``'s ``Rouge``, beta 1.2,
+    best precision and best recall over ``golds`` taken separately)."""
     _check_golds(golds)
-    return float(_rouge_l_scorer().score_multi(list(golds), prediction)["rougeL"].fmeasure)
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    return float(Rouge().calc_score(_coco([prediction]), _coco(golds)))
 
 
 # --- BERTScore -----------------------------------------------------------------------------

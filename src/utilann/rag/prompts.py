@@ -42,10 +42,10 @@ def top_k(run: pd.DataFrame, k: int) -> pd.DataFrame:
     return ordered.groupby("query_id", sort=False).head(k).reset_index(drop=True)
 
 
-def load_passages(
+def read_corpus_rows(
     corpus: str | os.PathLike[str] | pd.DataFrame, doc_ids: Iterable[str]
-) -> dict[str, str]:
-    """Formatted passages (``title text``) of ``doc_ids`` from a CORPUS table or shard directory.
+) -> pd.DataFrame:
+    """CORPUS rows (doc_id, title, text) of ``doc_ids`` from a CORPUS table or shard directory.
 
     Only the requested rows are read from the shards, so an 8.8 M-passage corpus is never
     loaded whole. A requested id missing from the corpus means the run and the corpus do not
@@ -59,17 +59,25 @@ def load_passages(
             columns=schemas.CORPUS.names, filter=pc.field("doc_id").isin(wanted)
         )
         rows = table.to_pandas()
-    passages = {
-        str(doc_id): format_passage(title, text)
-        for doc_id, title, text in rows[schemas.CORPUS.names].itertuples(index=False)
-    }
-    missing = [d for d in wanted if d not in passages]
+    missing = sorted(set(wanted) - set(rows["doc_id"].astype(str)))
     if missing:
         raise KeyError(
             f"{len(missing)} retrieved passage(s) are not in the corpus (e.g. {missing[:3]}): "
             "is the run from another dataset?"
         )
-    return passages
+    return rows[schemas.CORPUS.names].reset_index(drop=True)
+
+
+def load_passages(
+    corpus: str | os.PathLike[str] | pd.DataFrame, doc_ids: Iterable[str], titles: bool = True
+) -> dict[str, str]:
+    """Formatted passages (``title text``; the text alone without ``titles``) of ``doc_ids``
+    (:func:`read_corpus_rows`)."""
+    rows = read_corpus_rows(corpus, doc_ids)
+    return {
+        str(doc_id): format_passage(title if titles else None, text)
+        for doc_id, title, text in rows.itertuples(index=False)
+    }
 
 
 def build_requests(

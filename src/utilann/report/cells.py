@@ -32,13 +32,16 @@ def metric_values(metrics: pd.DataFrame) -> dict[Key, float]:
 
 
 def significance_markers(significance: pd.DataFrame | None) -> dict[Key, str]:
-    """SIGNIFICANCE rows as ``{key: marker}`` ("+", "-" or "")."""
+    """SIGNIFICANCE rows as ``{key: markers}``: the markers of every baseline a cell was tested
+    against, in row order (the main baseline's "+" / "-" first, then the second baseline's
+    dagger: "+†"), "" when none is significant."""
     if significance is None or significance.empty:
         return {}
-    return {
-        (str(r), str(d), str(s), str(m)): str(mark or "")
-        for r, d, s, m, mark in significance[[*KEY_COLUMNS, "marker"]].itertuples(index=False)
-    }
+    markers: dict[Key, str] = {}
+    for r, d, s, m, mark in significance[[*KEY_COLUMNS, "marker"]].itertuples(index=False):
+        key = (str(r), str(d), str(s), str(m))
+        markers[key] = markers.get(key, "") + str(mark or "")
+    return markers
 
 
 def concat_metrics(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -52,13 +55,24 @@ def target_label(dataset: str, split: str) -> str:
     return f"{dataset}/{split}"
 
 
-def significance_note(baseline: str | None, alpha: float) -> str:
+def significance_note(
+    baseline: str | None,
+    alpha: float,
+    second: Mapping[str, Sequence[str]] | None = None,
+    second_markers: Sequence[str] = ("†", "†"),
+) -> str:
     if not baseline:
         return "No significance test (no baseline run)."
-    return (
+    note = (
         f"Values in %. Markers + / - : significantly better / worse than {baseline} (two-sided "
-        f"paired t-test over queries, p < {alpha:g}); best value of each column in bold."
+        f"paired t-test over queries, p < {alpha:g})"
     )
+    if second:
+        better, worse = second_markers
+        shown = better if better == worse else f"{better} / {worse}"
+        pairs = "; ".join(f"{', '.join(runs)} against {b}" for b, runs in second.items() if runs)
+        note += f"; {shown}: significantly different from the run's second baseline ({pairs})"
+    return note + "; best value of each column in bold."
 
 
 def grid(

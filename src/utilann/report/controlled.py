@@ -17,12 +17,16 @@ import pandas as pd
 from utilann.annotate.steps import STEPS, uses_threshold
 from utilann.report.cells import grid, metric_values, significance_markers, target_label
 from utilann.report.table import ReportTable
+from utilann.train.settings import REPLUG
+
+LABEL_NAMES = {"human": "Human", REPLUG: "REPLUG"}
+"""Names of the label sources that are not annotation steps."""
 
 
 def label_name(label_source: str) -> str:
-    """A label source's name in tables: Human, or the annotation step's title (registry)."""
-    if label_source == "human":
-        return "Human"
+    """A label source's name in tables: Human, REPLUG, or the annotation step's title."""
+    if label_source in LABEL_NAMES:
+        return LABEL_NAMES[label_source]
     step = STEPS.get(label_source)
     return step.title if step is not None and step.title else label_source
 
@@ -66,6 +70,7 @@ PAPER_LOSS = {
     "relsel": "SumMargLH",
     "utilsel": "SumMargLH",
     "utilrank": "Rand1LH",
+    REPLUG: "KLDiv",
 }
 """The loss the paper trains each label source with (Table 6's strategy rows; App. D.2)."""
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from utilann.report.cells import concat_metrics, significance_note
 from utilann.report.controlled import controlled_groups, controlled_table
+from utilann.report.cost import cost_table
 from utilann.report.figures import has_ratio_curves
 from utilann.report.newcorpus import (
     baseline_table,
@@ -27,7 +28,16 @@ from utilann.report.newcorpus import (
     source_annotation_table,
 )
 from utilann.report.table import ReportTable, render_html, render_latex, render_markdown
-from utilann.report.tables import annotation_table, dataset_table, rag_table, retrieval_table
+from utilann.report.tables import (
+    accuracy_table,
+    accuracy_targets,
+    annotation_table,
+    dataset_table,
+    rag_table,
+    retrieval_table,
+    topk_groups,
+    topk_table,
+)
 
 TABLE_FORMATS = ("html", "md", "tex")
 """Every table is written in each of these: HTML (``snakemake --report``), Markdown, LaTeX."""
@@ -54,6 +64,10 @@ class ReportSettings:
         annotation: whether the annotation stage runs (some run learns from LLM labels).
         newcorpus: the new-corpus mode's dataset, split, pool policy, round-trip k and oracle
             (:func:`utilann.plan.newcorpus_report`), None when the mode is off.
+        second_baselines: ``{baseline run: runs tested against it}`` (the paper's dagger).
+        second_markers: the second test's (better, worse) markers.
+        cost: Table 17's prices and the GPUs of one annotation job (``gpu_hour_usd``,
+            ``human_label_usd``, ``gpus``).
     """
 
     experiment: str
@@ -70,15 +84,33 @@ class ReportSettings:
     alpha: float
     annotation: bool
     newcorpus: Mapping[str, Any] | None = None
+    second_baselines: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    second_markers: Sequence[str] = ("\u2020", "\u2020")
+    cost: Mapping[str, Any] = field(
+        default_factory=lambda: {"gpu_hour_usd": 0.8, "human_label_usd": 0.09, "gpus": 1}
+    )
 
     @property
     def measures(self) -> dict[tuple[str, str], list[str]]:
         """``{(dataset, split): measures}`` of the evaluation targets."""
         return {(t["dataset"], t["split"]): list(t["measures"]) for t in self.evaluation}
 
+    def targets_of(self, group: str) -> list[Mapping[str, Any]]:
+        """Evaluation targets of ``group`` (``in-domain``: Table 2, ``zero-shot``: Table 3)."""
+        return [t for t in self.evaluation if t.get("group", "zero-shot") == group]
+
+    @property
+    def table2_measures(self) -> dict[tuple[str, str], list[str]]:
+        """Table 2's columns: the in-domain targets (with the Hybrid Test), or every target
+        when there is none (a BEIR-only experiment)."""
+        chosen = self.targets_of("in-domain") or list(self.evaluation)
+        return {(t["dataset"], t["split"]): list(t["measures"]) for t in chosen}
+
     @property
     def sig_note(self) -> str:
-        return significance_note(self.baseline, self.alpha)
+        return significance_note(
+            self.baseline, self.alpha, self.second_baselines, self.second_markers
+        )
 
 
 @dataclass
@@ -94,6 +126,7 @@ class ReportInputs:
         rag_questions: questions answered per RAG target, from the RAG metrics' metadata.
         candidates: the new-corpus GENERATED_QUERIES table (None when the mode is off).
         labels: the LLM LABELS of the new split; pseudo_qrels: its pseudo-qrels.
+        manifests: the annotation shards' manifests (Table 17's measured generation time).
     """
 
     retrieval: pd.DataFrame
@@ -105,6 +138,7 @@ class ReportInputs:
     candidates: pd.DataFrame | None = None
     labels: pd.DataFrame | None = None
     pseudo_qrels: pd.DataFrame | None = None
+    manifests: Sequence[Mapping[str, Any]] = field(default_factory=list)
 
     @classmethod
     def read(
@@ -113,10 +147,14 @@ class ReportInputs:
         rag: Sequence[str],
         significance: str,
         annotation: str | None = None,
+        manifests: Sequence[str] = (),
         **newcorpus: str | None,
     ) -> ReportInputs:
         """Read the report's input files (paths as the rule lists them); ``newcorpus``: the
         paths of ``candidates``, ``labels`` and ``pseudo_qrels`` when the mode is on."""
+        import json
+        from pathlib import Path
+
         from utilann.io import read_metadata, read_table
 
         rag_meta = [read_metadata(path) for path in rag]
@@ -129,6 +167,7 @@ class ReportInputs:
             annotation=read_table(annotation) if annotation else None,
             annotation_meta=read_metadata(annotation) if annotation else {},
             rag_questions={(m["dataset"], m["split"]): m.get("questions") for m in rag_meta},
+            manifests=[json.loads(Path(path).read_text(encoding="utf-8")) for path in manifests],
         )
 
 
@@ -235,8 +274,57 @@ def _retrieval_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str
 def _dataset_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
     return [
         settings.sig_note.replace("best value of each column", "best run of each row"),
-        "Average: over the datasets above (paper Table 3: 14 BEIR datasets).",
+        "Zero-shot targets only (in-domain ones, e.g. MS MARCO Dev/DL19/DL20, are Table 2's). "
+        "Average: over the datasets above (paper Table 3: the 14 BEIR datasets); a benchmark "
+        "of several datasets (CQADupStack) is one row, the mean over its subsets.",
     ]
+
+
+def _accuracy_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    return [
+        settings.sig_note,
+        "TopK = Acc@K: share of questions with a gold answer string in one of the top K "
+        "passages (DPR's has_answer: NFD-normalised, uncased token match in the passage text).",
+    ]
+
+
+def _topk_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    return [
+        *_rag_notes(settings, inputs),
+        "Each split answered with several top-k (paper Table 13: MS MARCO QA with top 1 and "
+        "top 5); Recall = R@k of the k passages fed in.",
+    ]
+
+
+def _cost_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    c = settings.cost
+    primary = settings.primary or {}
+    devices = f"{c['gpus']} GPU(s)" if c["gpus"] else "a CPU job, priced as one device"
+    seconds = sum(
+        float(st.get("gen_seconds") or 0) for m in inputs.manifests for st in m["steps"].values()
+    )
+    return [
+        f"LLM time: measured generation time of the annotation steps each run's labels need "
+        f"({seconds:.1f} s in all steps); GPU-hours = time x {devices} per annotation job; "
+        f"cost = GPU-hours x ${c['gpu_hour_usd']:g} + judged pool passages x "
+        f"${c['human_label_usd']:g} x the share of queries with human labels (paper Table 17); "
+        "a run continued from another adds its cost.",
+        f"Retrieval figures: {primary.get('dataset')}/{primary.get('split')}.",
+    ]
+
+
+def _cost(settings: ReportSettings, inputs: ReportInputs, notes: Sequence[str]) -> ReportTable:
+    primary = settings.primary
+    assert primary is not None  # applies() checked it
+    return cost_table(
+        settings.specs,
+        inputs.manifests,
+        inputs.retrieval,
+        (primary["dataset"], primary["split"]),
+        [m for m in primary["measures"] if m in ("RR@10", "R@1000")] or primary["measures"][:2],
+        settings.cost,
+        notes=notes,
+    )
 
 
 def _rag_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
@@ -355,7 +443,7 @@ TABLES: dict[str, TableEntry] = {
             category="2. Retrieval",
             applies=lambda s: True,
             builder=lambda s, d, notes: retrieval_table(
-                d.retrieval, d.significance, s.runs, s.measures, notes=notes
+                d.retrieval, d.significance, s.runs, s.table2_measures, notes=notes
             ),
             notes=_retrieval_notes,
         ),
@@ -364,12 +452,12 @@ TABLES: dict[str, TableEntry] = {
             label="Table 3",
             shows="{dataset_measure}",
             category="2. Retrieval",
-            applies=lambda s: len(s.evaluation) > 1,
+            applies=lambda s: len(s.evaluation) > 1 and bool(s.targets_of("zero-shot")),
             builder=lambda s, d, notes: dataset_table(
                 d.retrieval,
                 d.significance,
                 s.runs,
-                list(s.measures),
+                [(t["dataset"], t["split"]) for t in s.targets_of("zero-shot")],
                 s.dataset_measure,
                 notes=notes,
             ),
@@ -387,6 +475,28 @@ TABLES: dict[str, TableEntry] = {
             notes=_rag_notes,
         ),
         TableEntry(
+            key="table9_accuracy",
+            label="Table 9",
+            shows="top-k answer accuracy",
+            category="2. Retrieval",
+            applies=lambda s: bool(accuracy_targets(s.evaluation)),
+            builder=lambda s, d, notes: accuracy_table(
+                d.retrieval, d.significance, s.runs, accuracy_targets(s.evaluation), notes=notes
+            ),
+            notes=_accuracy_notes,
+        ),
+        TableEntry(
+            key="table13_rag_topk",
+            label="Table 13",
+            shows="RAG top-k",
+            category="3. RAG",
+            applies=lambda s: bool(topk_groups(s.rag_targets)),
+            builder=lambda s, d, notes: topk_table(
+                d.rag, d.significance, s.rag_runs, topk_groups(s.rag_targets), notes=notes
+            ),
+            notes=_topk_notes,
+        ),
+        TableEntry(
             key="table6_controlled",
             label="Table 6",
             shows="one setting changed",
@@ -394,6 +504,15 @@ TABLES: dict[str, TableEntry] = {
             applies=_has_controlled_groups,
             builder=_controlled,
             notes=_controlled_notes,
+        ),
+        TableEntry(
+            key="table17_cost",
+            label="Table 17",
+            shows="annotation cost",
+            category="1. Annotation",
+            applies=lambda s: s.annotation and s.primary is not None and bool(s.specs),
+            builder=_cost,
+            notes=_cost_notes,
         ),
         TableEntry(
             key="newcorpus1_queries",

@@ -261,6 +261,8 @@ _LATEX_SPECIAL = {
     "\u2014": "---",  # em dash
     "\u2013": "--",  # en dash (MISSING)
     "\u2212": "$-$",  # minus sign
+    "\u2020": r"\dag{}",  # dagger (significance against the second baseline)
+    "\u2021": r"\ddag{}",
 }
 _LATEX_PATTERN = re.compile("|".join(re.escape(c) for c in _LATEX_SPECIAL))
 

@@ -8,6 +8,7 @@ the tables show them in percent, as the paper does. Table 6 is :mod:`utilann.rep
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -176,4 +177,106 @@ def annotation_table(report: pd.DataFrame, *, notes: Sequence[str] = ()) -> Repo
         formats={label: fmt for label, fmt in present.values()},
         notes=list(notes),
         bold_best=False,
+    )
+
+
+# --- Table 9: top-k answer accuracy --------------------------------------------------------
+
+
+def accuracy_targets(evaluation: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Evaluation targets measured with ``Acc@k`` (Table 9), each with its cutoffs in order."""
+    from utilann.evaluation import accuracy_cutoff
+
+    out = []
+    for t in evaluation:
+        cutoffs = sorted(k for k in map(accuracy_cutoff, t["measures"]) if k is not None)
+        if cutoffs:
+            out.append({**t, "cutoffs": cutoffs})
+    return out
+
+
+def accuracy_table(
+    metrics: pd.DataFrame,
+    significance: pd.DataFrame | None,
+    runs: Sequence[str],
+    targets: Sequence[Mapping[str, Any]],
+    *,
+    notes: Sequence[str] = (),
+) -> ReportTable:
+    """Table 9: runs x Top-k answer accuracy (``Acc@k`` shown as the paper's "Top20" ...)."""
+    values, markers = metric_values(metrics), significance_markers(significance)
+    columns = [(t["dataset"], t["split"], f"Acc@{k}") for t in targets for k in t["cutoffs"]]
+    table = _runs_by_target(
+        values,
+        markers,
+        runs,
+        columns,
+        "Table 9: top-k retrieval accuracy (a top-k passage contains a gold answer)",
+        notes,
+    )
+    if columns:
+        shown = pd.MultiIndex.from_tuples(
+            [(target_label(d, s), m.replace("Acc@", "Top")) for d, s, m in columns]
+        )
+        table.values.columns = shown
+        assert table.markers is not None
+        table.markers.columns = shown
+    return table
+
+
+# --- Table 13: RAG with top 1 vs top k -----------------------------------------------------
+
+
+def topk_groups(targets: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """RAG targets answering the same split with different top-k (Table 13), by top-k."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for t in targets:
+        groups.setdefault((t["dataset"], t.get("source_split", t["split"])), []).append(t)
+    return [
+        sorted(group, key=lambda t: t["top_k"])
+        for group in groups.values()
+        if len({t["top_k"] for t in group}) > 1
+    ]
+
+
+def topk_table(
+    metrics: pd.DataFrame,
+    significance: pd.DataFrame | None,
+    runs: Sequence[str],
+    groups: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    notes: Sequence[str] = (),
+) -> ReportTable:
+    """Table 13: (split, top-k, run) rows x measure columns; "Recall" is R@k of the k passages.
+
+    Each group is one split answered with several top-k (MS MARCO QA with 1 and 5). A measure
+    computed for no row (BERTScore without a model) is dropped from the columns.
+    """
+    values, markers = metric_values(metrics), significance_markers(significance)
+    columns = ["Recall", *dict.fromkeys(m for g in groups for t in g for m in t["measures"])]
+    records, marks, index = [], [], []
+    for group in groups:
+        dataset, source = group[0]["dataset"], group[0].get("source_split", group[0]["split"])
+        for t in group:
+            names = {"Recall": f"R@{t['top_k']}", **{m: m for m in t["measures"]}}
+            for run in runs:
+                cells = {col: (run, dataset, t["split"], m) for col, m in names.items()}
+                if not any(c in values for c in cells.values()):
+                    continue
+                records.append({col: values.get(c, math.nan) for col, c in cells.items()})
+                marks.append({col: markers.get(c, "") for col, c in cells.items()})
+                index.append((target_label(dataset, source), str(t["top_k"]), run))
+    data = pd.DataFrame(records, columns=columns).dropna(axis=1, how="all")
+    marked = pd.DataFrame(marks, columns=columns).reindex(columns=data.columns).fillna("")
+    labels = (
+        pd.MultiIndex.from_tuples(index, names=["split", "top-k", "run"])
+        if index
+        else pd.Index([], name="run")
+    )
+    data.index = marked.index = labels
+    return ReportTable(
+        title="Table 13: RAG with the top 1 vs the top k passages",
+        values=data,
+        markers=marked,
+        notes=list(notes),
     )

@@ -1,24 +1,26 @@
 """Training sets: which pool passages are positives and negatives for each training query.
 
 A training set is built once per run from the candidate pools (POOLS) and, for LLM label
-sources, the annotation labels (LABELS), and written as a TRAINSET table. Everything that
-decides *labels* happens here (label source, UtilRank cut, handling of the human positive,
-Positive Union, the curriculum's x % of queries, queries left without a positive); everything
-that decides *which passages a batch sees* happens at training time in
+sources, the annotation labels (LABELS) or, for the REPLUG baseline, the LM's answer
+likelihoods (REPLUG_SCORES), and written as a TRAINSET table. Everything that decides
+*labels* happens here (label source, UtilRank cut, REPLUG's utility distribution, handling of
+the human positive, Positive Union, the curriculum's x % of queries, queries left without a
+positive); everything that decides *which passages a batch sees* happens at training time in
 :mod:`utilann.train.sampling`, because it changes every epoch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from utilann.labels import derive_positives, queries_without_positive
-from utilann.passages import format_passage
+from utilann.passages import format_passage, title_share
+from utilann.replug import utility_distribution
 from utilann.train.settings import TrainsetSettings
 
 log = logging.getLogger(__name__)
@@ -26,12 +28,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainQuery:
-    """One training query with its positive and negative passage ids (pool order)."""
+    """One training query with its positive and negative passage ids (pool order), and the
+    teacher's utility of its passages where the training set has one (REPLUG)."""
 
     query_id: str
     text: str
     positives: tuple[str, ...]
     negatives: tuple[str, ...]
+    utility: Mapping[str, float] = field(default_factory=dict)
 
 
 def sample_fraction(ids: Iterable[str], ratio: float, seed: int) -> set[str]:
@@ -55,14 +59,19 @@ def build_trainset(
     pools: pd.DataFrame,
     labels: pd.DataFrame | None,
     settings: TrainsetSettings,
+    replug: pd.DataFrame | None = None,
     selected: Iterable[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float | int]]:
     """Label each pool passage positive or negative; return (TRAINSET rows, statistics).
 
     Negatives are the query's pool passages that are not positives: under the default
     ``random`` policy a human positive the LLM did not select is a negative (paper App. B.1).
-    ``selected`` are the queries to train on when they were chosen beforehand (the human
-    share of :mod:`utilann.selection`); otherwise the seeded ``query_ratio`` sample.
+    For label source ``replug``, ``replug`` is the REPLUG_SCORES table: every scored passage
+    gets its utility ``U`` (:func:`utilann.replug.utility_distribution`) and the passage(s) of
+    highest ``U`` are the positives; queries without a gold answer have no score, hence no
+    positive (``empty_policy`` decides). ``selected`` are the queries to train on when they
+    were chosen beforehand (the human share of :mod:`utilann.selection`); otherwise the seeded
+    ``query_ratio`` sample.
     """
     pools = pools.astype({"query_id": str, "doc_id": str})
     all_queries = sorted(pools["query_id"].unique())
@@ -72,8 +81,25 @@ def build_trainset(
         else set(map(str, selected)) & set(all_queries)
     )
     human = set(_pairs(pools[pools["is_human_positive"]]))
+    utility: dict[tuple[str, str], float] = {}
 
-    if settings.needs_labels:
+    if settings.needs_replug:
+        if replug is None:
+            raise ValueError("label_source 'replug' needs the REPLUG answer likelihoods table")
+        dist = utility_distribution(
+            replug, float(settings.replug_temperature or 1.0), str(settings.replug_score)
+        )
+        utility = dict(zip(_pairs(dist), dist["utility"], strict=True))
+        outside = set(utility) - set(_pairs(pools))
+        if outside:
+            raise ValueError(
+                f"{len(outside)} REPLUG scores are for passages outside the pools (e.g. "
+                f"{sorted(outside)[:3]}): the scores were made from other pools"
+            )
+        positives = set(
+            _pairs(dist[dist["utility"] == dist.groupby("query_id")["utility"].transform("max")])
+        )
+    elif settings.needs_labels:
         if labels is None:
             raise ValueError(f"label_source {settings.label_source!r} needs the LLM labels table")
         llm = set(_pairs(derive_positives(labels, settings.label_source, settings.threshold)))
@@ -124,9 +150,11 @@ def build_trainset(
         )
 
     rows = pools[pools["query_id"].isin(queries)].sort_values(["query_id", "position"])
+    pairs = _pairs(rows)
     rows = rows.assign(
-        positive=[pair in positives for pair in _pairs(rows)],
+        positive=[pair in positives for pair in pairs],
         is_human_positive=rows["is_human_positive"].astype(bool),
+        utility=pd.array([utility.get(pair) for pair in pairs], dtype="Float64"),
     )
     n_pos = rows.groupby("query_id")["positive"].sum()
     kept_human = human & set(_pairs(rows))
@@ -145,28 +173,53 @@ def build_trainset(
             float(np.mean([pair in positives for pair in kept_human])) if kept_human else 0.0
         ),
     }
+    if settings.needs_replug:
+        scored = rows["utility"].notna()
+        stats["replug_scored_queries"] = int(rows.loc[scored, "query_id"].nunique())
+        top = rows[scored].groupby("query_id")["utility"].max()
+        stats["replug_mean_top_utility"] = float(top.mean()) if len(top) else 0.0
     log.info("training set: %s", stats)
     return rows.reset_index(drop=True), stats
 
 
-def load_training_queries(trainset: pd.DataFrame) -> tuple[list[TrainQuery], dict[str, str]]:
-    """Group TRAINSET rows per query; return (queries sorted by id, doc_id -> passage string)."""
+def load_training_queries(
+    trainset: pd.DataFrame, with_title: bool = True, separator: str = " "
+) -> tuple[list[TrainQuery], dict[str, str]]:
+    """Group TRAINSET rows per query; return (queries sorted by id, doc_id -> passage string).
+
+    Passages are formatted with the run's passage format (``with_title``, ``separator``:
+    :func:`utilann.passages.format_passage`), the same one its corpus encoding uses; the
+    share of titled passages is logged, for comparison with the corpora it will search.
+    """
+    unique = trainset.drop_duplicates("doc_id")
     passages = {
-        str(d): format_passage(t, x)
-        for d, t, x in trainset[["doc_id", "title", "text"]].itertuples(index=False)
+        str(d): format_passage(t, x, with_title=with_title, separator=separator)
+        for d, t, x in unique[["doc_id", "title", "text"]].itertuples(index=False)
     }
+    log.info(
+        "%d training passages, %.0f %% with a title; passage format: %s",
+        len(passages),
+        100 * title_share(list(unique["title"])),
+        f"title{separator!r}text" if with_title else "text only",
+    )
+    has_utility = "utility" in trainset.columns and bool(trainset["utility"].notna().any())
     queries = []
     for qid, rows in trainset.sort_values(["query_id"], kind="stable").groupby(
         "query_id", sort=True
     ):
         flags = rows["positive"].to_numpy(bool)
         ids = rows["doc_id"].astype(str).to_numpy()
+        utility = {}
+        if has_utility:
+            known = rows["utility"].notna().to_numpy()
+            utility = dict(zip(ids[known], rows["utility"][known].astype(float), strict=True))
         queries.append(
             TrainQuery(
                 query_id=str(qid),
                 text=str(rows["query"].iloc[0]),
                 positives=tuple(ids[flags]),
                 negatives=tuple(ids[~flags]),
+                utility=utility,
             )
         )
     return queries, passages

@@ -134,6 +134,20 @@ class BiEncoder(nn.Module):
         write_json({**asdict(self.config), **(extra or {})}, out / CONFIG_FILE)
 
 
+def read_json_field(path: str | Path, *keys: str) -> Any:
+    """``data[keys[0]][keys[1]]...`` of a JSON file such as ``biencoder.json``; None when the
+    file or a key is absent."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    value: Any = json.loads(path.read_text())
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """The tokenizer saved with a backbone or checkpoint directory."""
     return AutoTokenizer.from_pretrained(str(path))

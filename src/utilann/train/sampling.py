@@ -7,14 +7,21 @@ generators seeded by (seed, query, epoch), so a group does not depend on batch o
 count or what other queries were sampled: runs are reproducible and resumable per epoch.
 
 Positive sampling (paper App. B.2):
-* ``pos_one``: one positive, rotating through the query's positives across epochs from a
-  seeded per-query offset (the authors' ``data.py``: ``positives[(hash + epoch) % n]``). This is
-  SingleLH's and Rand1LH's input. Unlike the authors' ``data_shuffle_pos.py``, the remaining
-  slots hold negatives only (other positives are never negatives, never extra slots).
+* ``single``: one positive, the rest negatives only. The positive rotates through the query's
+  positives across epochs from a seeded per-query offset (the authors' ``data.py``:
+  ``positives[(hash + epoch) % n]``), and the other positives are never in the group. This is
+  SingleLH's and Rand1LH's input (Human, curriculum stage 2, Rand1LH on LLM labels).
+* ``pos_one``: the paper's Pos-one (the authors' ``data_shuffle_pos.py``): the same rotating
+  positive first, then the rest of the group drawn without replacement from the query's
+  *other positives and its negatives* together; the drawn positives are flagged, so the
+  multi-positive losses see them. Used for CL stage 1 (App. D.2).
 * ``pos_all``: all positives, capped at ``group_size - 1`` so one negative remains (a seeded
   subset per epoch when there are more).
 * ``pos_avg``: the training set's average number of positives (rounded, at least 1), capped by
   the query's own count and ``group_size - 1``.
+
+A group also carries each passage's teacher utility when the training set has one (label
+source ``replug``): :class:`~utilann.train.losses.kl_div.KLDiv` reads it instead of the flags.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class Group:
     query_id: str
     doc_ids: tuple[str, ...]
     positive: tuple[bool, ...]
+    utility: tuple[float, ...] | None = None
 
 
 class GroupSampler:
@@ -76,14 +84,19 @@ class GroupSampler:
 
     def n_positives(self, query: TrainQuery) -> int:
         """How many positives go into this query's group."""
-        cap = {"pos_one": 1, "pos_all": self.group_size - 1, "pos_avg": self.avg_positives}
+        cap = {
+            "single": 1,
+            "pos_one": 1,
+            "pos_all": self.group_size - 1,
+            "pos_avg": self.avg_positives,
+        }
         return min(len(query.positives), cap[self.strategy], self.group_size - 1)
 
     def group(self, query: TrainQuery, epoch: int) -> Group:
-        """The query's group for ``epoch``: sampled positives, then negatives."""
+        """The query's group for ``epoch``: sampled positives first, then the rest."""
         rng = query_rng(self.seed, query.query_id, epoch)
         k = self.n_positives(query)
-        if self.strategy == "pos_one" and k:
+        if self.strategy in ("single", "pos_one") and k:
             offset = int(query_rng(self.seed, query.query_id).integers(len(query.positives)))
             positives = [query.positives[(offset + epoch) % len(query.positives)]]
         elif k < len(query.positives):
@@ -93,34 +106,44 @@ class GroupSampler:
             ]
         else:
             positives = list(query.positives)
-        negatives = self._negatives(query, self.group_size - len(positives), rng)
+        if self.strategy == "pos_one":
+            # The rest of the group comes from the other positives and the negatives together.
+            others = [d for d in query.positives if d not in positives] + list(query.negatives)
+        else:
+            others = list(query.negatives)
+        rest = self._fill(query, others, self.group_size - len(positives), rng)
+        doc_ids = tuple(positives + rest)
+        is_positive = set(query.positives)
         return Group(
             query_id=query.query_id,
-            doc_ids=tuple(positives + negatives),
-            positive=(True,) * len(positives) + (False,) * len(negatives),
+            doc_ids=doc_ids,
+            positive=tuple(d in is_positive for d in doc_ids),
+            utility=(tuple(query.utility.get(d, 0.0) for d in doc_ids) if query.utility else None),
         )
 
-    def _negatives(self, query: TrainQuery, need: int, rng: np.random.Generator) -> list[str]:
-        """``need`` negatives without replacement; a small pool is topped up deterministically.
+    def _fill(
+        self, query: TrainQuery, candidates: list[str], need: int, rng: np.random.Generator
+    ) -> list[str]:
+        """``need`` of ``candidates`` without replacement; a small pool is topped up
+        deterministically.
 
-        Too few pool negatives are cycled in a seeded order (repeats are better than inventing
+        Too few candidates are cycled in a seeded order (repeats are better than inventing
         labels); a query with none borrows other queries' passages, as the authors' loaders
         fall back to random corpus passages.
         """
-        own = list(query.negatives)
-        if len(own) >= need:
-            return [own[i] for i in rng.choice(len(own), need, replace=False)]
-        if own:
-            order = [own[i] for i in rng.permutation(len(own))]
+        if len(candidates) >= need:
+            return [candidates[i] for i in rng.choice(len(candidates), need, replace=False)]
+        if candidates:
+            order = [candidates[i] for i in rng.permutation(len(candidates))]
             return [order[i % len(order)] for i in range(need)]
         exclude = set(query.positives)
-        candidates = [d for d in self.all_passages if d not in exclude]
-        if len(candidates) < need:
+        borrowed = [d for d in self.all_passages if d not in exclude]
+        if len(borrowed) < need:
             raise ValueError(
                 f"query {query.query_id!r} has no negatives and the training set holds only "
-                f"{len(candidates)} other passages for a group of {self.group_size}"
+                f"{len(borrowed)} other passages for a group of {self.group_size}"
             )
-        return [candidates[i] for i in rng.choice(len(candidates), need, replace=False)]
+        return [borrowed[i] for i in rng.choice(len(borrowed), need, replace=False)]
 
 
 def epoch_batches(

@@ -12,13 +12,17 @@ from dataclasses import dataclass
 
 from utilann.annotate.steps import strategies, uses_threshold
 from utilann.hardware import PRECISIONS
+from utilann.replug import SCORES as REPLUG_SCORES
 from utilann.selection import SELECTORS
 from utilann.train.losses import LOSSES
 
 HUMAN_POSITIVE_POLICIES = ("random", "exclusion", "inclusion")
 EMPTY_POLICIES = ("drop", "keep", "human")
-POSITIVE_SAMPLING = ("pos_one", "pos_all", "pos_avg")
+POSITIVE_SAMPLING = ("single", "pos_one", "pos_all", "pos_avg")
 POOLINGS = ("cls", "mean")
+REPLUG = "replug"
+"""The label source of the REPLUG baseline: the LM's answer likelihood per pool passage
+(:mod:`utilann.replug`), a utility distribution instead of positives (paper App. A.2)."""
 
 
 def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
@@ -27,8 +31,9 @@ def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def label_sources() -> tuple[str, ...]:
-    """``human`` (the pools' human positives) or any annotation strategy of the registry."""
-    return ("human", *strategies())
+    """``human`` (the pools' human positives), any annotation strategy of the registry, or
+    ``replug`` (the LM's utility distribution over the pool)."""
+    return ("human", *strategies(), REPLUG)
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,10 @@ class TrainsetSettings:
     """Label-side settings of one run (the ``build_trainset`` rule's params).
 
     Attributes:
-        label_source: ``human`` (the pools' human positives) or an LLM strategy.
+        label_source: ``human`` (the pools' human positives), an LLM strategy, or ``replug``
+            (the REPLUG baseline: every pool passage gets the utility ``U``, a softmax over
+            the pool of the LM's log-likelihood of the gold answer given the passage; the
+            passage with the highest ``U`` is the positive).
         utilrank_threshold: k % of the RelSel list that UtilRank keeps; used only by label
             sources cut by a threshold (:func:`utilann.annotate.steps.uses_threshold`), see
             :attr:`threshold`.
@@ -56,6 +64,14 @@ class TrainsetSettings:
             shows thousands of them.
         seed: seed of the query fractions. The same seed picks the same queries in every run,
             so "the 20 % human-labelled queries" are one set across CL and Positive Union.
+        replug_temperature: ``U = softmax(score / replug_temperature)`` over the pool (the
+            paper does not state it; 1 makes ``U`` the posterior ``P(a|q,d) / sum P(a|q,d')``
+            of a uniform prior); used by label source ``replug`` only, see
+            :attr:`replug_settings`.
+        replug_score: ``sum`` (the answer's log-likelihood) or ``mean`` (per answer token).
+            Every passage of a query scores the same answer tokens, so ``mean`` is a
+            per-query temperature ``len(answer) x replug_temperature``: it keeps ``U`` of a
+            long answer from collapsing onto one passage.
     """
 
     label_source: str = "human"
@@ -66,6 +82,8 @@ class TrainsetSettings:
     query_selection: str = "random"
     empty_policy: str = "drop"
     seed: int = 42
+    replug_temperature: float | None = 1.0
+    replug_score: str | None = "sum"
 
     def __post_init__(self) -> None:
         _check_choice("label_source", self.label_source, label_sources())
@@ -97,11 +115,33 @@ class TrainsetSettings:
                 f"query_selection {self.query_selection!r} chooses the human-labelled share of "
                 "the queries: it needs label_source 'human' and a query_ratio below 1"
             )
+        if self.label_source == REPLUG:
+            if self.replug_temperature is None or not self.replug_temperature > 0:
+                raise ValueError("label_source 'replug' needs a replug_temperature > 0")
+            _check_choice("replug_score", str(self.replug_score), REPLUG_SCORES)
+            if self.human_positive != "random" or self.union_ratio > 0:
+                raise ValueError(
+                    "human_positive and union_ratio apply to annotation label sources, not to "
+                    "'replug' (its labels are a distribution over the whole pool)"
+                )
 
     @property
     def needs_labels(self) -> bool:
-        """Whether the LLM labels table is an input of this training set."""
-        return self.label_source != "human"
+        """Whether the LLM annotation labels table is an input of this training set."""
+        return self.label_source not in ("human", REPLUG)
+
+    @property
+    def needs_replug(self) -> bool:
+        """Whether the REPLUG answer likelihoods are an input of this training set."""
+        return self.label_source == REPLUG
+
+    @property
+    def replug_settings(self) -> dict[str, float | str | None]:
+        """``replug_temperature`` and ``replug_score``, None where the label source is not
+        ``replug`` (so that changing them rebuilds only the REPLUG training sets)."""
+        if not self.needs_replug:
+            return {"replug_temperature": None, "replug_score": None}
+        return {"replug_temperature": self.replug_temperature, "replug_score": self.replug_score}
 
     @property
     def threshold(self) -> float | None:
@@ -116,6 +156,10 @@ class TrainSettings:
     Attributes:
         pooling, normalize, temperature: the bi-encoder
             (:class:`~utilann.train.model.BiEncoderConfig`).
+        passage_title, passage_separator: how a passage becomes the text the encoder reads,
+            ``title + separator + text`` or the text alone
+            (:func:`utilann.passages.format_passage`); the same for the training passages and
+            for encoding every corpus with this run's model, so the two cannot disagree.
         query_max_len, passage_max_len: token caps at training time.
         loss: a name in the loss registry (:data:`utilann.train.losses.LOSSES`);
             positive_sampling: one of :data:`POSITIVE_SAMPLING`.
@@ -131,6 +175,8 @@ class TrainSettings:
     pooling: str = "cls"
     normalize: bool = False
     temperature: float = 1.0
+    passage_title: bool = True
+    passage_separator: str = " "
     query_max_len: int = 32
     passage_max_len: int = 140
     loss: str = "SumMargLH"
@@ -151,11 +197,15 @@ class TrainSettings:
         _check_choice("loss", self.loss, tuple(LOSSES))
         _check_choice("positive_sampling", self.positive_sampling, POSITIVE_SAMPLING)
         _check_choice("precision", self.precision, PRECISIONS)
-        if LOSSES[self.loss].single_positive and self.positive_sampling != "pos_one":
+        if LOSSES[self.loss].single_positive and self.positive_sampling != "single":
             raise ValueError(
-                f"{self.loss} scores one positive per group: use positive_sampling 'pos_one' "
-                f"(got {self.positive_sampling!r})"
+                f"{self.loss} scores one positive per group: use positive_sampling 'single' "
+                f"(one positive, the rest negatives; got {self.positive_sampling!r}). "
+                "'pos_one' also draws the query's other positives into the group (the paper's "
+                "Pos-one, App. B.2), where a single-positive loss would count them as negatives"
             )
+        if not self.passage_separator:
+            raise ValueError("passage_separator must not be empty (title and text would merge)")
         if self.epochs < 1 or self.batch_size < 1 or self.group_size < 2:
             raise ValueError("epochs and batch_size must be >= 1 and group_size >= 2")
         if not self.temperature > 0 or not self.lr > 0:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from utilann.train.backbones import backbone_slug
+from utilann.train.losses import LOSSES
 from utilann.train.settings import TrainsetSettings, TrainSettings
 
 RESERVED_RUNS = ("zeroshot", "bm25")
@@ -34,22 +35,41 @@ class RunSpec:
     trainset: TrainsetSettings
     train: TrainSettings
 
+    def __post_init__(self) -> None:
+        if LOSSES[self.train.loss].utility and not self.trainset.needs_replug:
+            raise ValueError(
+                f"loss {self.train.loss} fits the teacher's utility distribution: it needs "
+                f"label_source 'replug' (got {self.trainset.label_source!r})"
+            )
+
     @property
     def backbone_slug(self) -> str:
         return backbone_slug(self.backbone)
 
     def trainset_params(self) -> dict[str, Any]:
-        """The ``build_trainset`` params; the threshold is None where it does not apply, so
-        changing it reruns only the runs whose labels it cuts."""
-        return {**asdict(self.trainset), "utilrank_threshold": self.trainset.threshold}
+        """The ``build_trainset`` params; the threshold and the REPLUG settings are None where
+        they do not apply, so changing them reruns only the runs whose labels they change."""
+        return {
+            **asdict(self.trainset),
+            "utilrank_threshold": self.trainset.threshold,
+            **self.trainset.replug_settings,
+        }
 
     def train_params(self) -> dict[str, Any]:
         """The ``train`` rule's params."""
         return asdict(self.train)
 
     def encoder_params(self) -> dict[str, Any]:
-        """What corpus/query encoding must share with training: the pooling and normalisation."""
+        """What query encoding must share with training: the pooling and normalisation."""
         return {"pooling": self.train.pooling, "normalize": self.train.normalize}
+
+    def passage_format(self) -> dict[str, Any]:
+        """What corpus encoding shares with training besides :meth:`encoder_params`: how a
+        passage's title and text are joined (:func:`utilann.passages.format_passage`)."""
+        return {
+            "passage_title": self.train.passage_title,
+            "passage_separator": self.train.passage_separator,
+        }
 
 
 def merge_run(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,8 +144,12 @@ def _check_parent(spec: RunSpec, specs: Mapping[str, RunSpec]) -> None:
         seen.add(parent_name)
         parent_name = specs[parent_name].init_from
     parent = specs[spec.init_from]
-    if parent.backbone != spec.backbone or parent.encoder_params() != spec.encoder_params():
+    if (
+        parent.backbone != spec.backbone
+        or parent.encoder_params() != spec.encoder_params()
+        or parent.passage_format() != spec.passage_format()
+    ):
         raise ValueError(
             f"training run {spec.name!r} continues {parent.name!r} but changes its backbone, "
-            "pooling or normalisation"
+            "pooling, normalisation or passage format"
         )

@@ -40,6 +40,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from utilann.hardware import Precision, choose_precision
 from utilann.io import read_metadata, read_table, write_table
+from utilann.passages import title_share
 from utilann.schemas import LOSS_CURVE
 from utilann.train.checkpoints import (
     CheckpointPolicy,
@@ -50,7 +51,7 @@ from utilann.train.checkpoints import (
     set_rng_state,
 )
 from utilann.train.data import TrainQuery, load_training_queries
-from utilann.train.losses import build_loss
+from utilann.train.losses import LOSSES, build_loss
 from utilann.train.model import BiEncoder, BiEncoderConfig, load_tokenizer, tokenize
 from utilann.train.sampling import Group, GroupSampler, epoch_batches, n_batches
 from utilann.train.settings import TrainSettings
@@ -178,9 +179,16 @@ class Trainer:
         steps of an uninterrupted one (same batches, dropout draws, optimiser state).
         """
         s = self.settings
-        queries, passages = load_training_queries(trainset)
+        queries, passages = load_training_queries(
+            trainset, with_title=s.passage_title, separator=s.passage_separator
+        )
         if not queries:
             raise ValueError("the training set has no query")
+        if LOSSES[s.loss].utility and not any(q.utility for q in queries):
+            raise ValueError(
+                f"loss {s.loss} needs the teacher's utilities, but the training set has none "
+                "(its label_source must be 'replug')"
+            )
         sampler = GroupSampler(s.positive_sampling, s.group_size, s.seed, queries)
         global_batch = s.batch_size * self.dist.world_size
         distributed = self.dist.world_size > 1
@@ -255,6 +263,8 @@ class Trainer:
             "device": str(self.device),
             "precision": self.precision.name,
             "resumed_from_step": first_step if resumed is not None else None,
+            # compared with each corpus this model encodes (utilann.dense)
+            "passage_title_share": title_share(list(trainset.drop_duplicates("doc_id")["title"])),
         }
         if curve_path is not None and self.dist.is_main:
             write_table(
@@ -311,8 +321,17 @@ class Trainer:
             self.device,
         )
         q_emb, p_emb = model(q, p)  # through the DDP wrapper when distributed
-        mask = torch.tensor([g.positive for g in groups], dtype=torch.bool, device=self.device)
-        return self.loss_fn(q_emb, p_emb, mask)
+        if LOSSES[s.loss].utility:  # the teacher's utility of each group passage (REPLUG)
+            targets = torch.tensor(
+                [g.utility or (0.0,) * len(g.doc_ids) for g in groups],
+                dtype=torch.float32,
+                device=self.device,
+            )
+        else:
+            targets = torch.tensor(
+                [g.positive for g in groups], dtype=torch.bool, device=self.device
+            )
+        return self.loss_fn(q_emb, p_emb, targets)
 
     def _mean_across_ranks(self, value: torch.Tensor) -> float:
         if self.dist.world_size > 1:

@@ -1,9 +1,11 @@
 """The paper's contrastive losses over in-batch plus hard negatives (Eqs. 1-4), and their registry.
 
 One class per file, as in sentence-transformers' ``losses/``: :class:`SingleLH` (Eq. 2),
-:class:`Rand1LH`, :class:`JointLH` (Eq. 3) and :class:`SumMargLH` (Eq. 4), all
-:class:`~utilann.train.losses.base.ContrastiveLoss` subclasses with a
-``compute_loss_from_scores`` that unit tests call without a model.
+:class:`Rand1LH`, :class:`JointLH` (Eq. 3), :class:`SumMargLH` (Eq. 4, stable) and
+:class:`SumMargLHClamp` (Eq. 4 as the authors clamp it), :class:`LSEPair` (pairwise
+log-sum-exp, from the follow-up study of multi-positive losses) and :class:`KLDiv` (the REPLUG
+baseline's KL(U || R), App. A.2), all :class:`~utilann.train.losses.base.ContrastiveLoss`
+subclasses with a ``compute_loss_from_scores`` that unit tests call without a model.
 
 :data:`LOSSES` is the one list of loss names: a run's ``loss`` setting must be one of them
 (:class:`utilann.train.settings.TrainSettings` checks it), and :func:`build_loss` instantiates
@@ -29,11 +31,14 @@ class LossEntry:
     Attributes:
         target: ``"package.module:ClassName"`` of a :class:`ContrastiveLoss` subclass.
         single_positive: the loss scores one positive per group, so the batch builder must
-            use ``positive_sampling: pos_one``.
+            use ``positive_sampling: single`` (one positive, the rest negatives).
+        utility: the loss reads each group's teacher utilities (a distribution over the
+            passages, label source ``replug``) instead of positive flags.
     """
 
     target: str
     single_positive: bool
+    utility: bool = False
 
     def load(self) -> type[ContrastiveLoss]:
         module, _, name = self.target.partition(":")
@@ -45,15 +50,20 @@ LOSSES: dict[str, LossEntry] = {
     "Rand1LH": LossEntry("utilann.train.losses.rand1:Rand1LH", single_positive=True),
     "JointLH": LossEntry("utilann.train.losses.joint:JointLH", single_positive=False),
     "SumMargLH": LossEntry("utilann.train.losses.sum_marg:SumMargLH", single_positive=False),
+    "SumMargLHClamp": LossEntry(
+        "utilann.train.losses.sum_marg_clamp:SumMargLHClamp", single_positive=False
+    ),
+    "LSEPair": LossEntry("utilann.train.losses.lse_pair:LSEPair", single_positive=False),
+    "KLDiv": LossEntry("utilann.train.losses.kl_div:KLDiv", single_positive=False, utility=True),
 }
 """Loss name (the ``loss`` run setting, the paper's name) -> :class:`LossEntry`."""
 
 
-def register_loss(name: str, target: str, *, single_positive: bool) -> None:
+def register_loss(name: str, target: str, *, single_positive: bool, utility: bool = False) -> None:
     """Add a loss to :data:`LOSSES` (e.g. from a plugin or a test); names are unique."""
     if name in LOSSES:
         raise ValueError(f"loss {name!r} is already registered ({LOSSES[name].target})")
-    LOSSES[name] = LossEntry(target, single_positive=single_positive)
+    LOSSES[name] = LossEntry(target, single_positive=single_positive, utility=utility)
 
 
 def build_loss(
@@ -94,10 +104,13 @@ __all__ = [
     "LOSSES",
     "ContrastiveLoss",
     "JointLH",
+    "KLDiv",
+    "LSEPair",
     "LossEntry",
     "Rand1LH",
     "SingleLH",
     "SumMargLH",
+    "SumMargLHClamp",
     "build_loss",
     "dot_product",
     "gather_with_grad",

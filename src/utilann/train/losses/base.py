@@ -7,8 +7,9 @@ sentence-transformers' ``losses/``; each exposes :meth:`ContrastiveLoss.compute_
 which unit tests call on a hand-made score matrix without a model.
 
 Relations: the batch builder (:mod:`utilann.train.sampling`) decides *which* positives sit in a
-group (one rotating positive for SingleLH/Rand1LH, several for JointLH/SumMargLH); these classes
-only turn scores and a target mask into a scalar.
+group (one rotating positive for SingleLH/Rand1LH, several for JointLH/SumMargLH/LSEPair); these
+classes only turn scores and a target mask into a scalar. REPLUG's
+:class:`~utilann.train.losses.kl_div.KLDiv` reads the group's teacher utilities instead.
 
 Rows without any positive (a query kept under the ``keep`` empty-label policy) are skipped: the
 loss is the mean over rows with at least one positive, and an exact zero (still attached to the

@@ -11,7 +11,7 @@ from utilann.train.losses.base import ContrastiveLoss
 class SingleLH(ContrastiveLoss):
     """SingleLH (Eq. 2): ``-log P(d+ | q)`` for one positive per query.
 
-    The batch builder puts exactly one positive in each group (``pos_one``). Should a row mark
+    The batch builder puts exactly one positive in each group (``single``). Should a row mark
     several, only its first positive column counts and the others stay in the denominator, as
     the authors' ``softmax`` loss always targets the first passage of each group ("First1LH").
     Used for the Human baseline and for the curriculum's second stage.
