@@ -19,6 +19,11 @@ asked      CUDA                                         CPU
 ``fp32``   fp32                                         fp32
 =========  ===========================================  ================================
 
+The LLM engine's ``llm.engine.dtype`` (vLLM's names: ``auto``, ``float32``, ``bfloat16``,
+``float16``) follows the same table through :func:`resolve_llm_dtype`, with one difference:
+``auto`` on a GPU without bf16 is fp16, as vLLM's own ``auto`` is (inference has no loss scale
+to overflow).
+
 The rule's params keep what was *asked* (``auto``), so moving a workflow between machines
 does not rerun it; what was *chosen* changes the vectors slightly (cosine >= 0.9999 for bf16),
 so it is logged and recorded in every output's metadata instead.
@@ -39,6 +44,9 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """What a config may ask for (``dense.precision``, ``training.defaults.precision``)."""
+
+LLM_DTYPES = {"auto": "auto", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+"""``llm.engine.dtype`` values (vLLM's and torch's names) and the precision each asks for."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,12 @@ class Precision:
         """The torch dtype of :attr:`name`."""
         import torch
 
-        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+        return getattr(torch, self.torch_name)
+
+    @property
+    def torch_name(self) -> str:
+        """The dtype's name in torch, vLLM and transformers (``float32``, ``bfloat16``, ...)."""
+        return {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[self.name]
 
 
 def cpu_model_name() -> str:
@@ -169,6 +182,19 @@ def resolve_precision(requested: str, hw: Hardware) -> Precision:
     if hw.native_bf16:
         return Precision(requested, "bf16", f"this {where} computes bf16 natively")
     return Precision(requested, "fp32", f"this {where} has no native bf16 (emulated: slower)")
+
+
+def resolve_llm_dtype(requested: str, hw: Hardware) -> Precision:
+    """The dtype an LLM engine asked for ``requested`` (``llm.engine.dtype``) runs in on ``hw``.
+
+    The encoding/training table (module doc), except ``auto`` on a GPU without bf16: fp16.
+    """
+    if requested not in LLM_DTYPES:
+        raise ValueError(f"llm.engine.dtype must be one of {list(LLM_DTYPES)}, got {requested!r}")
+    chosen = resolve_precision(LLM_DTYPES[requested], hw)
+    if requested == "auto" and hw.device == "cuda" and chosen.name == "fp32":
+        return Precision(requested, "fp16", "this GPU has no bf16; fp16 needs no loss scale here")
+    return Precision(requested, chosen.name, chosen.reason)
 
 
 def choose_precision(requested: str, device: Any = None, what: str = "compute") -> Precision:

@@ -237,8 +237,9 @@ def judge_files(
     """Rule hybrid_judge: judge the pool, write labels, raw calls, golden qrels, a manifest.
 
     ``judge`` is an LLM job spec (:func:`utilann.plan.llm_job`: model, path, engine, env,
-    chat_template_kwargs); ``split`` the source split (the golden qrels are ``<split>-hybrid``);
-    ``out`` holds the ``labels``, ``raw``, ``qrels`` and ``manifest`` paths.
+    chat_template_kwargs, backend, transformers); ``split`` the source split (the golden
+    qrels are ``<split>-hybrid``); ``out`` holds the ``labels``, ``raw``, ``qrels`` and
+    ``manifest`` paths.
     """
     from utilann.datasets import split_qrels
     from utilann.io import read_table, write_json, write_table
@@ -249,10 +250,7 @@ def judge_files(
     pool = read_table(pool_path, schemas.POOLS.names)
     questions = read_table(questions_path)
     answers = dict(zip(questions["query_id"].astype(str), map(list, questions["answers"])))
-    spec = EngineSpec(
-        judge["model"], judge["path"], judge["engine"], judge["env"], judge["chat_template_kwargs"]
-    )
-    with open_generator(spec, cache_dir, writer, chunk_size) as generator:
+    with open_generator(EngineSpec.from_job(judge), cache_dir, writer, chunk_size) as generator:
         result = judge_pool(
             pool, answers, template, generator, sampling, window_size, passage_max_words
         )
@@ -274,7 +272,9 @@ def judge_files(
     manifest = {
         **meta,
         "engine": dict(judge["engine"]),
-        "vllm_version": identity.engine_version,
+        "backend": identity.backend,
+        "dtype": identity.dtype,
+        "engine_version": identity.engine_version,
         "steps": {JUDGE_STEP: result.stats.as_dict()},
         "pool": summary(result.labels, golden),
         "engine_started": generator.started,

@@ -249,7 +249,7 @@ def test_fresh_run_writes_documented_tables(fresh):
     manifest = fresh.manifest()
     calls = manifest["llm_calls"]
     assert calls["calls"] == len(raw) == calls["generated"] and calls["cached"] == 0
-    assert manifest["engine_started"] and manifest["vllm_version"] != "not-installed"
+    assert manifest["engine_started"] and manifest["engine_version"] != "not-installed"
 
     report = read_table(fresh.path("annotation/report.parquet"))
     assert list(report.columns) == ANNOTATION_REPORT.names

@@ -21,6 +21,8 @@ SAMPLING = {"temperature": 0.0, "max_tokens": 8}
 class EchoBackend:
     """Answers each prompt with its last message; records every engine call; can fail."""
 
+    max_model_len = 4096
+
     def __init__(self, fail_on_call: int | None = None):
         self.calls: list[list[str]] = []
         self.fail_on_call = fail_on_call
@@ -111,11 +113,14 @@ def test_each_chunk_is_committed_and_a_resume_regenerates_only_the_rest(tmp_path
     assert [o.generation.text for o in outcomes] == [f"echo {t}" for t in texts]
 
 
-def test_prompts_too_long_are_returned_but_not_cached(tmp_path):
+def test_prompts_too_long_are_returned_but_not_cached(tmp_path, caplog):
     gen, _ = generator(tmp_path, EchoBackend())
-    outcomes = gen.generate([request("TOOLONG"), request("fine")])
+    outcomes = gen.generate([request("TOOLONG"), request("fine")], desc="relsel")
     assert outcomes[0].generation.finish_reason == PROMPT_TOO_LONG
     assert list(gen.cache.get_many([o.key for o in outcomes])) == [outcomes[1].key]
+    assert (
+        "relsel: 1 of 2 prompts do not fit max_model_len 4096 (longest 10000 tokens)" in caplog.text
+    )
 
 
 def test_engine_seconds_are_shared_by_tokens(tmp_path):

@@ -3,6 +3,7 @@ SIGKILL durability."""
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -173,8 +174,202 @@ def test_committed_chunks_survive_sigkill(tmp_path):
     assert sorted(found) == ["done-0", "done-1", "done-2"]
 
 
-def test_foreign_files_are_ignored(tmp_path):
-    (tmp_path / "junk.sqlite").write_bytes(b"not a database")
+GEN = Generation("My selection: [1]", 10, 5, "stop")
+
+
+def fill(directory, writer, n, prefix="k"):
+    with GenerationCache(directory, writer) as cache:
+        cache.put_many([(f"{prefix}{i}", "relsel.v1", GEN, 0.5) for i in range(n)], model="m")
+
+
+def quarantined(directory, name):
+    return sorted(p.name for p in directory.glob(f"{name}.corrupt-*"))
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda p: p.write_bytes(b"not a database" * 100), "file is not a database"),
+        (lambda p: os.truncate(p, p.stat().st_size // 2), "database disk image is malformed"),
+    ],
+    ids=["garbage", "truncated"],
+)
+def test_a_damaged_writer_file_is_quarantined_and_its_entries_regenerated(
+    tmp_path, caplog, damage, problem
+):
+    fill(tmp_path, "a", 400)
+    damage(tmp_path / "a.sqlite")
+    with GenerationCache(tmp_path, "b") as cache:
+        assert cache.get_many(["k0", "k399"]) == {}  # nothing of the damaged file is used
+    aside = quarantined(tmp_path, "a.sqlite")
+    assert len(aside) == 1 and not (tmp_path / "a.sqlite").exists()
+    assert f"LLM cache file {tmp_path / 'a.sqlite'} is corrupt ({problem}): moved aside" in (
+        caplog.text
+    )
+    assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["b.sqlite"]
+
+
+def test_a_damaged_own_file_is_quarantined_when_opened(tmp_path, caplog):
+    fill(tmp_path, "w", 3)
+    (tmp_path / "w.sqlite").write_bytes(b"\0garbage" * 512)
+    with GenerationCache(tmp_path, "w") as cache:
+        assert cache.get_many(["k0"]) == {} and cache.count() == 0
+        cache.put_many([("k0", "relsel.v1", GEN, 0.5)], model="m")
+    assert "is corrupt (file is not a database): moved aside" in caplog.text
+    assert len(quarantined(tmp_path, "w.sqlite")) == 1
+    with GenerationCache(tmp_path, "w") as cache:
+        assert cache.get_many(["k0"]) == {"k0": (GEN, 0.5)}  # the fresh file works
+
+
+def test_a_damaged_file_of_a_running_writer_is_skipped_not_moved(tmp_path, caplog):
+    fill(tmp_path, "a", 3)
+    (tmp_path / "a.sqlite").write_bytes(b"not a database" * 100)
+    holder = subprocess.Popen(  # holds writer a's lock, as a running job does
+        [sys.executable, "-c", HOLD_LOCK.format(path=str(tmp_path / "a.sqlite.lock"))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with GenerationCache(tmp_path, "b") as cache:
+            assert cache.get_many(["k0"]) == {}
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / "a.sqlite").exists() and not quarantined(tmp_path, "a.sqlite")
+    assert "is corrupt (file is not a database) but its writer is still running" in caplog.text
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open({path!r}, os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_invalid_rows_are_reported_and_not_reused(tmp_path, caplog):
+    fill(tmp_path, "a", 1, prefix="good")
+    conn = sqlite3.connect(tmp_path / "a.sqlite")
+    bad = {
+        "blob-text": (b"\x00", 10, 5, "stop", 0.5),
+        "negative": ("t", 10, -1, "stop", 0.5),
+        "words": ("t", "many", 5, "stop", 0.5),
+        "too-long": ("", 10, 0, "prompt_too_long", 0.0),
+        "no-reason": ("t", 10, 5, "", 0.5),
+        "inf-time": ("t", 10, 5, "stop", float("inf")),
+    }
+    with conn:
+        conn.executemany(
+            "INSERT INTO generations VALUES (?, 't', 'm', ?, ?, ?, ?, ?, 0)",
+            [(key, *fields) for key, fields in bad.items()],
+        )
+    conn.close()
+    with GenerationCache(tmp_path, "b") as cache:
+        found = cache.get_many(["good0", *bad])
+    assert found == {"good0": (GEN, 0.5)}
+    for key in bad:
+        assert f"LLM cache file {tmp_path / 'a.sqlite'}: entry {key} is invalid (" in caplog.text
+    assert "output_tokens -1 is not an integer >= 0" in caplog.text
+    assert "gen_seconds inf is not a finite number >= 0" in caplog.text
+    assert (tmp_path / "a.sqlite").exists()  # the file is sound; only its bad rows are skipped
+
+
+def test_an_invalid_row_is_regenerated_into_the_own_file(tmp_path):
+    from utilann.llm.batch import CachedGenerator, Request
+
+    class Echo:
+        def chat(self, conversations, sampling):
+            return [Generation("fresh", 3, 1, "stop") for _ in conversations]
+
+    request = Request("t@0", [{"role": "user", "content": "q"}], SAMPLING)
+    with GenerationCache(tmp_path, "w") as cache:
+        generator = CachedGenerator(cache, IDENTITY, Echo, 4)
+        key = generator.key(request)
+        cache.put_many([(key, "t@0", Generation("old", 3, 1, "stop"), 0.1)], model="m")
+        cache._own.execute("UPDATE generations SET output_tokens = -5")
+        cache._own.commit()
+        (outcome,) = generator.generate([request])
+        assert outcome.generation.text == "fresh" and not outcome.from_cache
+        assert cache.get_many([key]) == {
+            key: (Generation("fresh", 3, 1, "stop"), outcome.gen_seconds)
+        }
+
+
+def test_a_foreign_sqlite_file_is_skipped(tmp_path):
+    other = sqlite3.connect(tmp_path / "notes.sqlite")
+    other.execute("CREATE TABLE notes (x)")
+    other.close()
+    (tmp_path / "empty.sqlite").touch()  # a writer's file in its first instant
     with GenerationCache(tmp_path, "w") as cache:
         assert cache.get_many(["k"]) == {}
-    assert os.path.exists(tmp_path / "w.sqlite")
+    assert (tmp_path / "notes.sqlite").exists() and (tmp_path / "empty.sqlite").exists()
+
+
+def test_the_same_writer_twice_writes_two_files(tmp_path, caplog):
+    with GenerationCache(tmp_path, "w") as first, GenerationCache(tmp_path, "w") as second:
+        assert first.path.name == "w.sqlite" and second.path != first.path
+        assert second.path.name.startswith("w.") and second.path.name.endswith(
+            f"-{os.getpid()}.sqlite"
+        )
+        first.put_many([("k1", "t", GEN, 0.5)], model="m")
+        second.put_many([("k2", "t", GEN, 0.5)], model="m")
+    assert "LLM cache" in caplog.text and "is in use by another running job" in caplog.text
+    with GenerationCache(tmp_path, "w") as again:
+        assert again.path.name == "w.sqlite"  # the lock was released with the cache
+        assert sorted(again.get_many(["k1", "k2"])) == ["k1", "k2"]
+
+
+CONCURRENT_WRITER = """
+import sys
+from utilann.llm.cache import GenerationCache
+from utilann.llm.engine import Generation
+directory, writer, tag, other = sys.argv[1:]
+seen = 0
+with GenerationCache(directory, writer) as cache:
+    print(cache.path.name, flush=True)
+    for chunk in range(40):
+        cache.put_many(
+            [(f"{tag}-{chunk}-{i}", "t", Generation(f"{tag} {chunk} {i}", 7, 3, "stop"), 0.1)
+             for i in range(25)],
+            model="m",
+        )
+        found = cache.get_many([f"{other}-{c}-{i}" for c in range(40) for i in range(25)])
+        assert all(g.text == k.replace("-", " ") for k, (g, _) in found.items()), "corrupt read"
+        seen = max(seen, len(found))
+print(seen, flush=True)
+"""
+
+
+@pytest.mark.parametrize("same_writer", [False, True], ids=["two-writers", "same-writer"])
+def test_two_processes_writing_concurrently_lose_nothing(tmp_path, same_writer):
+    """Two jobs (two pool shards, or a rerun beside a stale job) write one cache directory at
+    once, each reading the other's entries while they are being written."""
+    writers = ["w", "w"] if same_writer else ["shard-0", "shard-1"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_WRITER, str(tmp_path), writer, tag, other],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for writer, tag, other in zip(writers, ["a", "b"], ["b", "a"], strict=True)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    files = sorted(out.splitlines()[0] for out, _ in outputs)
+    assert len(set(files)) == 2  # never one file shared by two processes
+    if same_writer:
+        assert files[0] == "w.sqlite" or files[1] == "w.sqlite"
+        assert "is in use by another running job" in "".join(err for _, err in outputs)
+    keys = [f"{t}-{c}-{i}" for t in "ab" for c in range(40) for i in range(25)]
+    with GenerationCache(tmp_path, "check") as cache:
+        found = cache.get_many(keys)
+    assert len(found) == 2000
+    assert all(g == Generation(k.replace("-", " "), 7, 3, "stop") for k, (g, _) in found.items())
+    for name in files:
+        conn = sqlite3.connect(tmp_path / name)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        conn.close()

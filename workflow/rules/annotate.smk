@@ -38,6 +38,8 @@ rule annotate_shard:
         **job_resources(config["annotation"]["resources"], ANNOTATION_GPUS),
     params:
         model=config["llm"]["model"],
+        backend=config["llm"]["backend"],
+        transformers=config["llm"]["transformers"],
         engine=config["llm"]["engine"],
         env=config["llm"]["env"],
         chat_template_kwargs=config["llm"]["chat_template_kwargs"],

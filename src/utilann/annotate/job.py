@@ -22,6 +22,7 @@ from utilann.annotate.report import annotation_report, render_markdown, step_sum
 from utilann.annotate.steps import cascade_steps
 from utilann.io import atomic_path, read_table, write_json, write_table
 from utilann.llm.batch import open_generator
+from utilann.llm.cache import ModelIdentity
 from utilann.llm.engine import EngineSpec
 from utilann.llm.grammar import BACKEND
 from utilann.llm.templates import load_templates
@@ -37,6 +38,8 @@ class AnnotationJob:
     Attributes:
         model: the annotator's identity in cache keys and metadata (config ``llm.model``).
         model_path: where the engine loads it from (HF id or prepared local directory).
+        backend: ``llm.backend`` (``auto``, ``vllm``, ``transformers``), resolved in the job.
+        transformers: the transformers backend's batching (``llm.transformers``).
         engine: ``vllm.LLM`` arguments; ``extra`` holds any further ones.
         env: environment variables set before the engine starts (vLLM-CPU knobs).
         writer: name of this job's own cache file, e.g. ``demo.shard-0``.
@@ -44,6 +47,8 @@ class AnnotationJob:
 
     model: str
     model_path: str
+    backend: str
+    transformers: Mapping[str, Any]
     engine: Mapping[str, Any]
     env: Mapping[str, str]
     chat_template_kwargs: Mapping[str, Any]
@@ -90,7 +95,13 @@ class AnnotationJob:
     def engine_spec(self) -> EngineSpec:
         """The annotator's engine (started by the generation loop on a cache miss only)."""
         return EngineSpec(
-            self.model, self.model_path, self.engine_kwargs, self.env, self.chat_template_kwargs
+            self.model,
+            self.model_path,
+            self.engine_kwargs,
+            self.env,
+            self.chat_template_kwargs,
+            backend=self.backend,
+            transformers=self.transformers,
         )
 
 
@@ -103,12 +114,16 @@ def engine_kwargs(kwargs: Mapping[str, Any], constrained: bool) -> dict[str, Any
     return out
 
 
-def _label_metadata(job: AnnotationJob, settings: CascadeSettings, revision: str) -> dict[str, Any]:
+def _label_metadata(
+    job: AnnotationJob, settings: CascadeSettings, identity: ModelIdentity
+) -> dict[str, Any]:
     return {
         "model": job.model,
         "model_path": job.model_path,
-        "model_revision": revision,
-        "dtype": str(job.engine.get("dtype", "auto")),
+        "model_revision": identity.revision,
+        "backend": identity.backend,  # what ran on this machine (``auto`` resolved)
+        "dtype": identity.dtype,
+        "engine_version": identity.engine_version,
         "sampling": settings.sampling,
         "prompts": {
             "version": job.prompts["version"],
@@ -141,8 +156,7 @@ def annotate_shard(
         identity, cache_file = generator.identity, str(generator.cache.path)
         prefix_cache = generator.prefix_cache()
 
-    meta = _label_metadata(job, settings, identity.revision)
-    meta["vllm_version"] = identity.engine_version
+    meta = _label_metadata(job, settings, identity)
     write_table(result.labels, labels_path, LABELS, meta)
     write_table(result.raw, raw_path, RAW, meta)
     steps = {step: st.as_dict() for step, st in result.stats.items()}

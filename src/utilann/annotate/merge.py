@@ -20,6 +20,7 @@ from utilann.labels import derive_positives, queries_without_positive
 #: metadata that must agree between shards for their labels to mean the same thing
 IDENTITY_KEYS = (
     "model",
+    "backend",
     "dtype",
     "sampling",
     "prompts",
@@ -47,7 +48,8 @@ def read_shards(paths: Sequence[str | os.PathLike[str]]) -> tuple[pd.DataFrame, 
     labels = pd.concat([read_table(p) for p in paths], ignore_index=True)
     labels["rank"] = labels["rank"].astype("Int32")
     return labels, {
-        k: metas[0].get(k) for k in IDENTITY_KEYS + ("model_path", "model_revision", "vllm_version")
+        k: metas[0].get(k)
+        for k in IDENTITY_KEYS + ("model_path", "model_revision", "engine_version")
     }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from utilann.llm.backends import resolve
 from utilann.llm.cache import GenerationCache, ModelIdentity, request_key
 from utilann.llm.engine import PROMPT_TOO_LONG, ChatBackend, Conversation, EngineSpec, Generation
 
@@ -133,6 +134,20 @@ class CachedGenerator:
                 known.update(done)
                 fresh.update(done)
                 bar.update(len(chunk))
+        too_long = [
+            known[k][0].prompt_tokens for k in fresh if known[k][0].finish_reason == PROMPT_TOO_LONG
+        ]
+        if too_long:
+            log.warning(
+                "%s: %d of %d prompts do not fit max_model_len %s (longest %d tokens): returned "
+                "as prompt_too_long (failed parses, not cached); raise llm.engine.max_model_len "
+                "or shorten the prompts (e.g. annotation.passage_max_words)",
+                desc,
+                len(too_long),
+                len(misses),
+                getattr(self._backend, "max_model_len", "?"),
+                max(too_long),
+            )
         outcomes = []
         for key in keys:
             generation, seconds = known[key]
@@ -185,6 +200,8 @@ def open_generator(
     spec: EngineSpec, cache_dir: str | os.PathLike[str], writer: str, chunk_size: int
 ) -> Iterator[CachedGenerator]:
     """A :class:`CachedGenerator` for an LLM job: its own file ``writer`` in ``cache_dir``, the
-    engine of ``spec`` (started on the first miss), ``chunk_size`` prompts per engine call."""
+    engine of ``spec`` with its backend and dtype decided for this machine (logged; started on
+    the first miss), ``chunk_size`` prompts per engine call."""
+    spec = resolve(spec)
     with GenerationCache(cache_dir, writer) as cache:
         yield CachedGenerator(cache, ModelIdentity.resolve(spec), spec.start, chunk_size)

@@ -1,8 +1,10 @@
-"""The LLM engine: chat conversations in, :class:`Generation` objects out (vLLM offline).
+"""The LLM engine: chat conversations in, :class:`Generation` objects out.
 
 Every LLM step of the pipeline (the annotation cascade, RAG generation) talks to an engine
 through the :class:`ChatBackend` protocol, and only through the cached loop of
-:mod:`utilann.llm.batch`::
+:mod:`utilann.llm.batch`. Two backends implement it: :class:`VLLMChat` (vLLM offline, the
+engine on GPUs) and :class:`~utilann.llm.transformers_engine.TransformersChat` (batched
+``generate``, faster on some CPUs); :mod:`utilann.llm.backends` chooses one per machine::
 
     chat = VLLMChat("resources/models/smollm2-135m-instruct", dtype="bfloat16", enforce_eager=True)
     gens = chat.chat([[{"role": "user", "content": "Hi"}]], [{"temperature": 0, "max_tokens": 64}])
@@ -62,13 +64,19 @@ class ChatBackend(Protocol):
 
     ``sampling[i]`` holds the decoding parameters of ``conversations[i]`` (a plain mapping,
     see :func:`sampling_params`), so that steps with different decoding (or, later,
-    per-prompt structured outputs) can share one engine call.
+    per-prompt structured outputs) can share one engine call. ``render`` (a prompt's token
+    ids, one rendering for every backend) and ``max_model_len`` say what a prompt costs and
+    whether it fits.
 
     ``score`` rates instead of generating: for each conversation, whose last message is an
     assistant turn, the log-probability of that turn's tokens given the rest, returned as a
     :class:`Generation` with ``finish_reason`` :data:`SCORED` whose text
     :func:`continuation_logprobs` decodes.
     """
+
+    max_model_len: int
+
+    def render(self, conversation: Conversation) -> list[int]: ...
 
     def chat(
         self, conversations: Sequence[Conversation], sampling: Sequence[Sampling]
@@ -139,8 +147,7 @@ class VLLMChat:
         self.llm = LLM(model=model_path, **{"disable_log_stats": False, **engine_kwargs})
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
-        self.chat_template_kwargs = dict(chat_template_kwargs or {})
-        self._special = _special_token_strings(self.tokenizer)
+        self.renderer = ChatRenderer(self.tokenizer, chat_template_kwargs)
 
     def prefix_cache_stats(self) -> dict[str, int]:
         """Prompt tokens looked up in vLLM's prefix cache and found there, since start-up."""
@@ -152,9 +159,7 @@ class VLLMChat:
 
     def render(self, conversation: Conversation) -> list[int]:
         """Token ids of ``conversation`` under the model's chat template, ready to generate."""
-        return chat_prompt_ids(
-            self.tokenizer, conversation, self._special, **self.chat_template_kwargs
-        )
+        return self.renderer(conversation)
 
     def chat(
         self,
@@ -230,7 +235,7 @@ class VLLMChat:
             if not conversation or conversation[-1]["role"] != "assistant":
                 raise ValueError("a scored conversation must end with the assistant turn to score")
             context = self.render(conversation[:-1])
-            answer = defuse_special_tokens(conversation[-1]["content"], self._special)
+            answer = defuse_special_tokens(conversation[-1]["content"], self.renderer.special)
             continuation = list(self.tokenizer.encode(answer, add_special_tokens=False))
             if not continuation:
                 raise ValueError("a scored continuation must have at least one token")
@@ -258,6 +263,21 @@ class VLLMChat:
                 finish_reason=SCORED,
             )
         return result
+
+
+class ChatRenderer:
+    """Conversations to prompt token ids: the one rendering of every backend and of the
+    prompt-length check, so that all of them count the same tokens."""
+
+    def __init__(self, tokenizer: Any, chat_template_kwargs: Mapping[str, Any] | None = None):
+        self.tokenizer = tokenizer
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.special = _special_token_strings(tokenizer)
+
+    def __call__(self, conversation: Conversation) -> list[int]:
+        return chat_prompt_ids(
+            self.tokenizer, conversation, self.special, **self.chat_template_kwargs
+        )
 
 
 def chat_prompt_ids(
@@ -307,10 +327,15 @@ class EngineSpec:
 
     Attributes:
         model: the model's name in cache keys and metadata (config ``llm.model``).
-        path: what vLLM loads (HF id or prepared local directory).
-        engine: ``vllm.LLM`` keyword arguments (dtype, tensor_parallel_size, ...).
+        path: what the engine loads (HF id or prepared local directory).
+        engine: engine arguments (config ``llm.engine``): ``vllm.LLM`` keyword arguments, of
+            which the transformers backend reads ``dtype``, ``max_model_len`` and ``seed``.
         env: environment variables set before the engine starts (vLLM-CPU knobs).
         chat_template_kwargs: extra chat-template variables (e.g. ``enable_thinking``).
+        backend: ``vllm``, ``transformers`` or ``auto`` (config ``llm.backend``);
+            :func:`utilann.llm.backends.resolve` turns ``auto`` and ``dtype: auto`` into what
+            this machine runs.
+        transformers: the transformers backend's batching (config ``llm.transformers``).
     """
 
     model: str
@@ -318,12 +343,29 @@ class EngineSpec:
     engine: Mapping[str, Any]
     env: Mapping[str, Any] = field(default_factory=dict)
     chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    backend: str = "vllm"
+    transformers: Mapping[str, Any] = field(default_factory=dict)
 
-    def start(self) -> VLLMChat:
+    @classmethod
+    def from_job(cls, job: Mapping[str, Any]) -> EngineSpec:
+        """The engine of an LLM job's spec (:func:`utilann.plan.llm_job`'s dict)."""
+        return cls(
+            job["model"],
+            job["path"],
+            job["engine"],
+            job["env"],
+            job["chat_template_kwargs"],
+            backend=job["backend"],
+            transformers=job["transformers"],
+        )
+
+    def start(self) -> ChatBackend:
         """Set the environment (vLLM-CPU reads it at start-up), then start the engine.
 
         The one place an LLM job creates its engine, passed to
         :class:`~utilann.llm.batch.CachedGenerator` as the factory it calls on a cache miss.
         """
+        from utilann.llm.backends import get_backend
+
         os.environ.update({k: str(v) for k, v in self.env.items()})
-        return VLLMChat(self.path, chat_template_kwargs=self.chat_template_kwargs, **self.engine)
+        return get_backend(self.backend).start(self)

@@ -107,8 +107,9 @@ def generate_shard(
 ) -> dict[str, Any]:
     """Write one question per passage of the shard (GENERATED_QUERIES) and the manifest.
 
-    ``generator``: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``,
-    ``env``, ``chat_template_kwargs`` (:func:`utilann.plan.llm_job`); ``prompts``:
+    ``generator``: ``model`` (identity in cache keys), ``path`` (what the engine loads),
+    ``engine``, ``env``, ``chat_template_kwargs``, ``backend``, ``transformers``
+    (:func:`utilann.plan.llm_job`); ``prompts``:
     ``version`` and ``dir`` of the templates; ``self_check``: ``enabled`` and ``max_tokens``.
     """
     started = time.perf_counter()
@@ -127,21 +128,16 @@ def generate_shard(
     )
     passages = read_table(passages_path)
     examples = read_examples(read_table(examples_path))
-    spec = EngineSpec(
-        generator["model"],
-        generator["path"],
-        generator["engine"],
-        generator["env"],
-        generator["chat_template_kwargs"],
-    )
-    with open_generator(spec, cache_dir, writer, chunk_size) as gen:
+    with open_generator(EngineSpec.from_job(generator), cache_dir, writer, chunk_size) as gen:
         table = generate_queries(passages, examples, settings, gen)
         identity, cache_file, started_engine = gen.identity, str(gen.cache.path), gen.started
     templates = [t for t in (settings.template, settings.check_template) if t is not None]
     meta = {
         "model": generator["model"],
         "model_revision": identity.revision,
-        "vllm_version": identity.engine_version,
+        "backend": identity.backend,  # what ran on this machine (``auto`` resolved)
+        "dtype": identity.dtype,
+        "engine_version": identity.engine_version,
         "sampling": sampling,
         "prompts": {"version": version, "dir": directory, **{t.name: t.sha256 for t in templates}},
         "examples": len(examples),

@@ -108,9 +108,10 @@ def answer_split(
     are answered (default ``split``, which is also the target's name in file names and
     metadata); ``questions``: ``answers_format`` (null =
     ``answers_path`` is the dataset's ingested ANSWERS table), ``max_queries``, ``seed``;
-    ``generator``: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``
-    (``vllm.LLM`` arguments), ``env`` (set before the engine starts), ``chat_template_kwargs``,
-    ``sampling`` and ``batch_size`` (prompts per engine call).
+    ``generator``: ``model`` (identity in cache keys), ``path`` (what the engine loads),
+    ``engine`` (``vllm.LLM`` arguments), ``env`` (set before the engine starts),
+    ``chat_template_kwargs``, ``backend`` and ``transformers`` (``llm.backend``,
+    ``llm.transformers``), ``sampling`` and ``batch_size`` (prompts per engine call).
     """
     queries = read_table(queries_path)
     qrels = read_table(qrels_path)
@@ -158,14 +159,9 @@ def answer_split(
         key=lambda pair: order[pair[1].query_id],
     )
     everything = [r for _, r in tagged]
-    spec = EngineSpec(
-        generator["model"],
-        generator["path"],
-        generator["engine"],
-        generator["env"],
-        generator["chat_template_kwargs"],
-    )
-    with open_generator(spec, cache_dir, cache_writer, generator["batch_size"]) as llm:
+    with open_generator(
+        EngineSpec.from_job(generator), cache_dir, cache_writer, generator["batch_size"]
+    ) as llm:
         # One call over every run's prompts: a prompt shared by several runs is asked once.
         table = generate_answers(
             llm, everything, template.fingerprint, sampling, f"rag {dataset}/{split}"
@@ -193,7 +189,9 @@ def answer_split(
         "questions": len(qids),
         "max_queries": questions["max_queries"],
         "seed": questions["seed"],
-        "vllm_version": llm.identity.engine_version,
+        "backend": llm.identity.backend,
+        "dtype": llm.identity.dtype,
+        "engine_version": llm.identity.engine_version,
         "code_version": code_version,
     }
     write_table(chosen, questions_out, schemas.ANSWERS, meta)
