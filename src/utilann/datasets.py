@@ -49,7 +49,8 @@ FORMATS = ("beir", "msmarco", "tevatron")
 
 LAYOUT_HELP = {
     "beir": "corpus.jsonl ({_id, title, text} per line), queries.jsonl ({_id, text}) and "
-    "qrels/<split>.tsv (header 'query-id corpus-id score')",
+    "qrels/<split>.tsv (header 'query-id corpus-id score'); queries and qrels are optional "
+    "(a corpus-only dataset)",
     "msmarco": "collection.tsv (pid<TAB>text), queries.<split>.tsv (qid<TAB>text) and "
     "qrels.<split>.tsv (TREC 'qid 0 pid rel' or 'qid<TAB>pid<TAB>rel')",
     "tevatron": "train.jsonl ({query_id, query, positive_passages: [{docid, title, text}], "
@@ -170,7 +171,13 @@ def _require(items: object, path: Path, what: str) -> None:
 
 
 def read_beir(root: Path) -> Dataset:
-    """Read a BEIR directory (corpus.jsonl, queries.jsonl, qrels/*.tsv, optional answers.jsonl)."""
+    """Read a BEIR directory (corpus.jsonl, queries.jsonl, qrels/*.tsv, optional answers.jsonl).
+
+    Without a ``qrels/`` folder the dataset has no judgements: ``corpus.jsonl`` alone is a
+    corpus-only dataset (the new-corpus mode generates its training queries), and with a
+    ``queries.jsonl`` beside it the queries are unlabelled (e.g. a query log). Qrels need the
+    queries they name, so ``qrels/`` without ``queries.jsonl`` is an error.
+    """
     data = Dataset()
     corpus = root / "corpus.jsonl"
     for lineno, rec in tqdm(_jsonl(corpus), desc=f"corpus {root.name}", unit=" docs"):
@@ -181,11 +188,17 @@ def read_beir(root: Path) -> Dataset:
         )
     _require(data.corpus, corpus, "documents")
     queries = root / "queries.jsonl"
+    if not (root / "qrels").exists() and not queries.exists():
+        log.info("%s: corpus only (no queries.jsonl, no qrels/)", root)
+        return data
     for lineno, rec in _jsonl(queries):
         qid = _field(rec, "_id", queries, lineno)
         _add_id(data.query_sources, qid, f"{queries}:{lineno}", "query", rec["_id"])
         data.queries[qid] = _field(rec, "text", queries, lineno)
     _require(data.queries, queries, "queries")
+    if not (root / "qrels").exists():
+        log.info("%s: %d queries without judgements (no qrels/)", root, len(data.queries))
+        return data
     qrel_files = sorted((root / "qrels").glob("*.tsv"))
     if not qrel_files:
         raise DatasetError(f"{root / 'qrels'}: no <split>.tsv qrels files")

@@ -17,7 +17,7 @@ from typing import Any
 
 from utilann.hub import hub_slug, is_hub_id
 from utilann.report.registry import ReportSettings
-from utilann.train.spec import RunSpec
+from utilann.train.spec import RunSpec, declared_runs
 
 Config = Mapping[str, Any]
 Target = tuple[str, str]  # (dataset, split)
@@ -181,7 +181,7 @@ def dense_runs(config: Config) -> list[str]:
     """Dense run names: the zero-shot backbone (when asked for) and the training runs."""
     training = config.get("training") or {}
     names = ["zeroshot"] if training.get("zeroshot", False) else []
-    return names + list((training.get("runs") or {}).keys())
+    return names + list(declared_runs(training))
 
 
 def retrieval_runs(config: Config) -> list[str]:
@@ -323,7 +323,10 @@ def llm_job(config: Config, model: str | None) -> dict[str, Any]:
     Whatever the model, it is loaded like the annotator (a name under ``llm.packaged`` is the
     directory rule prepare_llm makes) and runs with the annotation engine settings
     (``llm.engine``, ``llm.env``, ``llm.chat_template_kwargs``, ``llm.backend``,
-    ``llm.transformers``): same backend, same hardware.
+    ``llm.transformers``): same backend, same hardware. Returns ``model`` (its identity in
+    cache keys), ``path`` (what the engine loads), ``engine`` (``vllm.LLM`` arguments,
+    ``extra`` merged in), ``env``, ``chat_template_kwargs``, ``backend`` and
+    ``transformers``: what an LLM job's :class:`EngineSpec` is made of.
     """
     llm = config["llm"]
     name = model or llm["model"]
@@ -364,6 +367,73 @@ def hybrid_runs(config: Config) -> list[str]:
             f"{runs}"
         )
     return chosen
+
+
+# --- new-corpus mode and the human share ---------------------------------------------------
+
+
+def newcorpus_enabled(config: Config) -> bool:
+    """Whether the training split is generated from the corpus (``newcorpus.enabled``)."""
+    return bool(config["newcorpus"]["enabled"])
+
+
+def check_newcorpus(config: Config) -> None:
+    """The generated split must not shadow a split that is evaluated, and its parts must fit."""
+    nc, train = config["newcorpus"], config["train"]
+    if not nc["enabled"]:
+        return
+    dataset_entry(config, train["dataset"])
+    if (train["dataset"], train["split"]) in eval_targets(config):
+        raise ValueError(
+            f"newcorpus generates {train['dataset']}/{train['split']}, which is also an "
+            "evaluation target: name the generated split differently (train.split)"
+        )
+    source = nc["examples"]["from"]
+    if source is not None:
+        dataset_entry(config, source["dataset"])
+    if not nc["examples"]["written"] and source is None:
+        raise ValueError(
+            "newcorpus.examples has no example: write some (examples.written) or draw them "
+            "from a labelled split (examples.from)"
+        )
+    if nc["oracle"] is not None:
+        dataset_entry(config, nc["oracle"]["dataset"])
+        if nc["oracle"]["origins"] == ["unlabelled"] and not nc["unlabelled"]["enabled"]:
+            raise ValueError(
+                "newcorpus.oracle.origins is [unlabelled] but newcorpus.unlabelled is off: "
+                "the oracle would have no query to label"
+            )
+
+
+def oracle(config: Config) -> Mapping[str, Any] | None:
+    """The qrels split standing in for human labellers (``newcorpus.oracle``), or None."""
+    return config["newcorpus"]["oracle"] if newcorpus_enabled(config) else None
+
+
+def human_share_runs(specs: Mapping[str, RunSpec], oracle: Mapping[str, Any] | None) -> list[str]:
+    """Runs whose human-labelled queries are chosen by the selection rule (and, with an
+    oracle, labelled by it): every ``human`` run when there is an oracle, else the ``human``
+    runs with an active ``query_selection``."""
+    return [
+        name
+        for name, spec in specs.items()
+        if spec.trainset.label_source == "human"
+        and (oracle is not None or spec.trainset.query_selection != "random")
+    ]
+
+
+def newcorpus_report(config: Config) -> dict[str, Any] | None:
+    """What the report's "new corpus" tables say about the mode (None when it is off)."""
+    if not newcorpus_enabled(config):
+        return None
+    nc, orc = config["newcorpus"], oracle(config)
+    return {
+        "dataset": config["train"]["dataset"],
+        "split": config["train"]["split"],
+        "judged_positives": config["pools"]["judged_positives"],
+        "round_trip_k": nc["filters"]["round_trip_k"],
+        "oracle": f"{orc['dataset']}/{orc['split']}" if orc else None,
+    }
 
 
 # --- significance --------------------------------------------------------------------------
@@ -501,6 +571,7 @@ def report_settings(
         baseline=baseline,
         alpha=alpha,
         annotation=needs_annotation(specs),
+        newcorpus=newcorpus_report(config),
         second_baselines=second_baselines(config, specs, baseline),
         second_markers=list(config["evaluation"]["significance"]["second_baseline"]["markers"]),
         cost={**config["report"]["cost"], "gpus": config["annotation"]["resources"]["gpu"]},

@@ -57,9 +57,11 @@ POOLS = pa.schema(
 """Annotation candidate pools: per query its human positive(s) then n hard negatives.
 
 ``position`` is the 0-based order of the passage in the pool (human positives first, as in the
-authors' files); ``source`` says where the passage came from (``human``, ``bm25`` or ``file``)
-and ``source_rank`` its rank there (0 for human positives). Passage text is stored here so that
-an annotation shard is self-contained and its cache keys can hash the exact text shown.
+authors' files); ``source`` says where the passage came from (``human``, ``pseudo`` for the
+source passage of a generated query, ``oracle`` for a stand-in human's label, ``bm25`` or
+``file``) and ``source_rank`` its rank there (0 for a positive placed first). Passage text is
+stored here so that an annotation shard is self-contained and its cache keys can hash the
+exact text shown.
 """
 
 PER_QUERY = pa.schema(
@@ -264,4 +266,64 @@ recall are micro-averaged against the human positives of the pools, over all ann
 ``calls``/``failed_parses``/``repaired_parses`` count the strategy's own LLM step; tokens and
 ``wall_seconds`` (engine time) add up every step the strategy needs (RelSel, then the
 pseudo-answer and the utility step).
+"""
+
+# --- new-corpus mode: generated queries, the human share ---
+
+GENERATED_QUERIES = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("origin", pa.string()),
+        ("source_doc_id", pa.string()),
+        ("text", pa.string()),
+        ("raw_text", pa.string()),
+        ("status", pa.string()),
+        ("self_check", pa.string()),
+        ("round_trip_rank", pa.int32()),
+        ("cache_key", pa.string()),
+        ("from_cache", pa.bool_()),
+        ("prompt_tokens", pa.int32()),
+        ("output_tokens", pa.int32()),
+        ("gen_seconds", pa.float64()),
+    ]
+)
+"""Candidate training queries of the new-corpus mode, kept or not, one row each.
+
+``origin`` is ``generated`` (written by the LLM for ``source_doc_id``) or ``unlabelled`` (a
+query of the dataset without judgements, taken as is). ``status`` is ``kept`` or the first
+filter that removed the query (:data:`utilann.newcorpus.filters.STATUSES`); ``raw_text`` is the
+untouched completion and ``text`` the cleaned query; ``self_check`` the LLM's raw reply to the
+optional self-check (null when it did not run); ``round_trip_rank`` the source passage's BM25
+rank for the query (null: not in the top k, or not checked). ``cache_key`` .. ``gen_seconds``
+describe the generation call as in RAW.
+"""
+
+SELECTION = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("origin", pa.string()),
+        ("score", pa.float64()),
+        ("rank", pa.int32()),
+        ("selected", pa.bool_()),
+    ]
+)
+"""Which queries of the selection population get human labels (one training run's share).
+
+``score`` is the selector's uncertainty (higher = asked first; null for ``random``), ``rank``
+the 1-based order in which queries would be asked, ``selected`` the budget's share of them.
+Selector, ratio, seed and population are in the metadata.
+"""
+
+FEW_SHOT = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("query", pa.string()),
+        ("passage", pa.string()),
+    ]
+)
+"""Few-shot examples of query generation, in prompt order: a passage and a question it answers.
+
+Written by the user (``query_id``/``doc_id`` null) or drawn from a labelled dataset (its query
+and one of its positive passages, as ``title text``).
 """

@@ -32,6 +32,7 @@ GPU_RULES = {
     "encode_corpus",
     "dense_search",
 }
+NEWCORPUS_GPU_RULES = {"querygen_shard"}  # only in the DAG with newcorpus.enabled
 
 
 def submission_plan(
@@ -113,7 +114,7 @@ def submission_plan(
         for job in dag.needrun_jobs():
             if workflow.is_local(job.rule):
                 plan.setdefault("local", []).append((job, ""))
-            if job.rule.name not in GPU_RULES:
+            if job.rule.name not in GPU_RULES | NEWCORPUS_GPU_RULES:
                 continue
             submitted = dag.get_job_group(job) or job
             params = {
@@ -241,6 +242,7 @@ def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
     local = {job.rule.name for job, _ in plan["local"]}
     assert local == {
         "download_dataset",
+        "split_dataset",
         "missing_answers",
         "fetch_model",
         "prepare_encoder",
@@ -269,3 +271,30 @@ def test_a_gpu_count_that_does_not_match_the_engine_is_refused(tmp_path):
     bad.write_text(yaml.safe_dump({"annotation": {"resources": {"gpu": 4}}}))
     with pytest.raises(Exception, match="annotation.resources.gpu is 4 but llm.engine has"):
         submission_plan(tmp_path / "wd", configfiles=(PAPER, bad))
+
+
+def test_query_generation_jobs_get_the_engines_gpus(tmp_path, paper):
+    """The paper config in the new-corpus mode: one vLLM job per query-generation shard."""
+    overlay = tmp_path / "newcorpus.yaml"
+    resources = {"gpu": 8, "cpus": 32, "mem_mb": 256000, "runtime": 120}
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "train": {"dataset": paper["train"]["dataset"], "split": "generated"},
+                "newcorpus": {
+                    "enabled": True,
+                    "shards": 4,
+                    "examples": {"written": [{"passage": "a passage", "query": "a query"}]},
+                    "resources": resources,
+                },
+            }
+        )
+    )
+    plan = submission_plan(tmp_path / "wd", configfiles=(PAPER, overlay))
+    assert len(plan["querygen_shard"]) == 4
+    for _, line in plan["querygen_shard"]:
+        opts = sbatch_options(line)
+        assert int(opts["--gpus"]) == paper["llm"]["engine"]["tensor_parallel_size"], line
+        assert int(opts["--cpus-per-task"]) == resources["cpus"], line
+        assert int(opts["--mem"]) == resources["mem_mb"] and int(opts["-t"]) == 120, line
+        assert opts["-p"] == "gpu", line

@@ -10,7 +10,15 @@ import pytest
 
 from utilann import report as R
 from utilann.io import write_table
-from utilann.schemas import ANNOTATION_REPORT, METRICS, SIGNIFICANCE
+from utilann.report.newcorpus import generated_queries_table, source_annotation_table
+from utilann.schemas import (
+    ANNOTATION_REPORT,
+    GENERATED_QUERIES,
+    LABELS,
+    METRICS,
+    QRELS,
+    SIGNIFICANCE,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -166,7 +174,50 @@ def inputs(tmp_path):
         columns=ANNOTATION_REPORT.names,
     )
     write_table(report, annotation, ANNOTATION_REPORT, {"model": "smollm2"})
-    return R.ReportInputs.read(retrieval, [str(rag)], str(sig), str(annotation))
+    return R.ReportInputs.read(
+        retrieval, [str(rag)], str(sig), str(annotation), **newcorpus_inputs(tmp_path)
+    )
+
+
+def newcorpus_inputs(tmp_path):
+    """The new-corpus tables' inputs: two generated candidates (one kept), one unlabelled."""
+    row = dict.fromkeys(GENERATED_QUERIES.names)
+    candidates = pd.DataFrame(
+        [
+            {
+                **row,
+                "query_id": "gen-d1",
+                "origin": "generated",
+                "source_doc_id": "d1",
+                "status": "kept",
+            },
+            {
+                **row,
+                "query_id": "gen-d2",
+                "origin": "generated",
+                "source_doc_id": "d2",
+                "status": "round_trip",
+            },
+            {**row, "query_id": "q9", "origin": "unlabelled", "status": "kept"},
+        ]
+    ).astype({"round_trip_rank": "Int32"})
+    labels = pd.DataFrame(
+        [
+            ("gen-d1", "d1", 0, False, "utilsel", True, None, None),
+            ("gen-d1", "d3", 1, False, "utilsel", False, None, None),
+        ],
+        columns=LABELS.names,
+    )
+    qrels = pd.DataFrame([("gen-d1", "d1", 1, "generated")], columns=QRELS.names)
+    paths = {}
+    for name, table, schema in [
+        ("candidates", candidates, GENERATED_QUERIES),
+        ("labels", labels, LABELS),
+        ("pseudo_qrels", qrels, QRELS),
+    ]:
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        write_table(table, paths[name], schema)
+    return paths
 
 
 def test_inputs_are_read_with_their_metadata(inputs):
@@ -181,9 +232,27 @@ def test_every_table_builds_with_its_notes_and_renders(inputs):
         SETTINGS,
         rag_runs=["human"],
         rag_targets=[{"dataset": "nq", "split": "test", "top_k": 5, "measures": ["EM"]}],
-        specs=SPECS,
+        specs={
+            **SPECS,
+            "cl10": spec("human", "SingleLH", "pos_one", init_from="utilsel", query_ratio=0.1),
+            "active10": spec(
+                "human",
+                "SingleLH",
+                "pos_one",
+                init_from="utilsel",
+                query_ratio=0.1,
+                query_selection="relsel_utilsel",
+            ),
+        },
         baseline="human",
         annotation=True,
+        newcorpus={
+            "dataset": "scifact",
+            "split": "generated",
+            "judged_positives": "candidate",
+            "round_trip_k": 20,
+            "oracle": "scifact/train",
+        },
     )
     for entry in R.TABLES.values():
         table = entry.build(settings, inputs)
@@ -197,3 +266,18 @@ def test_every_table_builds_with_its_notes_and_renders(inputs):
     assert list(rag.values.columns) == [("nq/test", "R@5"), ("nq/test", "EM")]
     controlled = R.TABLES["table6_controlled"].build(settings, inputs)
     assert controlled.values.index[0] == ("—", "Human", "human")
+
+
+def test_new_corpus_tables_count_filters_and_the_source_passage(inputs):
+    queries = generated_queries_table(inputs.candidates).values["queries"]
+    assert queries[("generated", "passages sampled = questions asked")] == 2
+    assert queries[("removed", "source passage not in the BM25 top k")] == 1
+    assert queries[("kept", "generated questions kept")] == 1
+    assert queries[("added", "unlabelled queries of the dataset")] == 1
+    assert queries[("split", "training queries")] == 2
+    annotation = source_annotation_table(
+        inputs.annotation, inputs.labels, inputs.pseudo_qrels
+    ).values
+    # gen-d1's source d1 is in its pool and UtilSel selected it
+    assert annotation.loc["utilsel", "source in pool"] == 1.0
+    assert annotation.loc["utilsel", "source chosen"] == 1.0

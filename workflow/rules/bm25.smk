@@ -27,8 +27,7 @@ rule bm25_index:
 rule bm25_search:
     input:
         index=f"{INDEXES}/{{dataset}}.bm25-{BM25['variant']}",
-        queries=f"{DATA}/{{dataset}}/queries.parquet",
-        qrels=f"{DATA}/{{dataset}}/qrels.parquet",
+        queries=get_split_queries,
     output:
         run=f"{EXP}/runs/bm25/{{dataset}}.{{split}}.parquet",
         trec=f"{EXP}/runs/bm25/{{dataset}}.{{split}}.trec",

@@ -9,7 +9,10 @@
 #
 # Layout of outputs (see docs/artifacts.md):
 #   results/datasets/<dataset>/        corpus/ shards, queries, qrels (shared by experiments)
+#   results/datasets/<dataset>/splits/<split>/   one split's queries and qrels (what jobs read)
 #   results/indexes/<dataset>.bm25-<variant>/   Lucene index
+#   results/<experiment>/newcorpus/              generated queries, the generated split
+#   results/<experiment>/human/<run>/            the human share: selection, oracle labels
 #   results/<experiment>/runs/<run>/<dataset>.<split>.{parquet,trec}
 #   results/<experiment>/eval/<run>/<dataset>.<split>.{perquery,metrics}.parquet
 #   results/<experiment>/metrics.parquet          every aggregate figure of the experiment
@@ -26,6 +29,8 @@ from utilann import plan
 from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
 from utilann.annotate.steps import cascade_steps, get_step
 from utilann.llm.templates import load_template, load_template_id, load_templates
+from utilann.newcorpus import CODE_VERSION as NEWCORPUS_CODE_VERSION
+from utilann.selection import get_selector
 from utilann.report import (
     FIGURES,
     TABLE_FORMATS,
@@ -106,6 +111,16 @@ HYBRID_QRELS = f"{HYBRID_DIR}/qrels.parquet"
 HYBRID_RUNS = plan.hybrid_runs(config) if HYBRID else []
 HYBRID_JUDGE = plan.hybrid_judge(config)
 
+NEWCORPUS = config["newcorpus"]
+NEWCORPUS_ON = plan.newcorpus_enabled(config)
+plan.check_newcorpus(config)
+NC = f"{EXP}/newcorpus"
+HUMAN = f"{EXP}/human"
+# The qrels standing in for human labellers (new-corpus mode), and the runs whose human share
+# the selection rule chooses (utilann.selection).
+ORACLE = plan.oracle(config)
+HUMAN_SHARE_RUNS = plan.human_share_runs(RUN_SPECS, ORACLE)
+
 PRIMARY = plan.primary_target(config)
 REPORT_SETTINGS = plan.report_settings(
     config, RUN_SPECS, SIGNIFICANCE_BASELINE, SIGNIFICANCE["alpha"]
@@ -140,6 +155,29 @@ def pool_shards():
 
 def pool_files():
     return expand(f"{EXP}/pools/shard-{{shard}}.parquet", shard=pool_shards())
+
+
+def is_generated_split(dataset, split):
+    """Whether (dataset, split) is the split the new-corpus mode generates."""
+    train = config["train"]
+    return NEWCORPUS_ON and (dataset, split) == (train["dataset"], train["split"])
+
+
+def split_files(dataset, split):
+    """The queries and qrels of one split: the generated split's (new-corpus mode), else the
+    dataset's split tables. Every job that reads a split reads only these two files."""
+    if is_generated_split(dataset, split):
+        return {
+            "queries": f"{NC}/split/queries.parquet",
+            "qrels": f"{NC}/split/qrels.parquet",
+        }
+    base = f"{DATA}/{dataset}/splits/{split}"
+    return {"queries": f"{base}/queries.parquet", "qrels": f"{base}/qrels.parquet"}
+
+
+def querygen_shard_files(name):
+    """`name` of every query-generation shard (passages/, shard-<i>/)."""
+    return [name.format(shard=i) for i in range(NEWCORPUS["shards"])]
 
 
 def retrieval_files(kind):
@@ -317,6 +355,10 @@ def get_ingest_format(wildcards):
     return plan.dataset_entry(config, wildcards.dataset)["format"]
 
 
+def get_split_queries(wildcards):
+    return split_files(wildcards.dataset, wildcards.split)["queries"]
+
+
 def get_pool_candidates(wildcards):
     """Ranked negatives for the pools: the dataset's own (Tevatron) or a BM25 run."""
     train = config["train"]
@@ -341,15 +383,16 @@ def get_eval_input(wildcards):
     """
     d, split = wildcards.dataset, wildcards.split
     source = plan.source_split(config, d, split)
+    files = split_files(d, source)
     inputs = {
         "run": f"{EXP}/runs/{wildcards.run}/{d}.{source}.parquet",
-        "qrels": HYBRID_QRELS if (d, split) == HYBRID else f"{DATA}/{d}/qrels.parquet",
+        "qrels": HYBRID_QRELS if (d, split) == HYBRID else files["qrels"],
     }
     if uses_answer_accuracy(get_measures(wildcards)):
         inputs["answers"] = answers_input(
             plan.target_entry(config, d, split)["answers"], d
         )
-        inputs["queries"] = f"{DATA}/{d}/queries.parquet"
+        inputs["queries"] = files["queries"]
         inputs["corpus"] = f"{DATA}/{d}/corpus"
     return inputs
 
@@ -383,14 +426,99 @@ def get_backbone_name(wildcards):
 
 
 def get_trainset_input(wildcards):
-    """Pools always; the LLM labels or REPLUG's likelihoods only for runs trained on them."""
+    """Pools always (the oracle's, for a run labelled by it); the LLM labels or REPLUG's
+    likelihoods only for runs trained on them; the chosen human share for the runs of
+    HUMAN_SHARE_RUNS."""
+    run = wildcards.run
     inputs = {"pools": pool_files()}
-    trainset = RUN_SPECS[wildcards.run].trainset
+    if run in HUMAN_SHARE_RUNS:
+        inputs["selection"] = f"{HUMAN}/{run}/selected.parquet"
+        if ORACLE:
+            inputs["pools"] = [f"{HUMAN}/{run}/pools.parquet"]
+    trainset = RUN_SPECS[run].trainset
     if trainset.needs_labels:
         inputs["labels"] = f"{ANN}/labels.parquet"
     if trainset.needs_replug:
         inputs["replug"] = replug_shard_files()
     return inputs
+
+
+def get_querygen_examples_input(wildcards):
+    """The labelled split few-shot examples are drawn from, if any."""
+    source = NEWCORPUS["examples"]["from"]
+    if not source:
+        return {}
+    return {
+        "corpus": f"{DATA}/{source['dataset']}/corpus",
+        **split_files(source["dataset"], source["split"]),
+    }
+
+
+def get_querygen_writer(wildcards):
+    """This query-generation job's own file in the LLM cache."""
+    return f"querygen.{config['experiment']}.shard-{wildcards.shard}"
+
+
+def get_querygen_prompts(wildcards):
+    """The template selection and the hash of each template the job uses."""
+    selected = NEWCORPUS["prompts"]
+    names = ["query_gen"] + (
+        ["query_check"] if NEWCORPUS["filters"]["self_check"]["enabled"] else []
+    )
+    templates = load_templates(names, selected["version"], selected["dir"])
+    return {**selected, "sha256": {name: t.sha256 for name, t in templates.items()}}
+
+
+def get_querygen_split_input(wildcards):
+    """Every generated shard; the BM25 index for the round trip; for unlabelled queries the
+    dataset's queries and its evaluation splits' qrels (those queries are never trained on).
+    """
+    dataset = config["train"]["dataset"]
+    inputs = {"shards": querygen_shard_files(f"{NC}/shard-{{shard}}/queries.parquet")}
+    if NEWCORPUS["filters"]["round_trip_k"]:
+        inputs["index"] = f"{INDEXES}/{dataset}.bm25-{config['bm25']['variant']}"
+    if NEWCORPUS["unlabelled"]["enabled"]:
+        inputs["queries"] = f"{DATA}/{dataset}/queries.parquet"
+        inputs["judged"] = [
+            split_files(d, s)["qrels"] for d, s in EVAL_TARGETS if d == dataset
+        ]
+    return inputs
+
+
+def get_querygen_unlabelled(wildcards):
+    unlabelled = NEWCORPUS["unlabelled"]
+    return dict(unlabelled) if unlabelled["enabled"] else None
+
+
+def get_selection_input(wildcards):
+    """The pools (the population); the LLM labels for an active selector; the candidates
+    table (each query's origin) in the new-corpus mode."""
+    spec = RUN_SPECS[wildcards.run]
+    inputs = {"pools": pool_files()}
+    if get_selector(spec.trainset.query_selection).needs_labels:
+        inputs["labels"] = f"{ANN}/labels.parquet"
+    if NEWCORPUS_ON:
+        inputs["candidates"] = f"{NC}/queries.parquet"
+    return inputs
+
+
+def get_selection_params(wildcards):
+    """Exactly what decides the run's human share."""
+    labels = RUN_SPECS[wildcards.run].trainset
+    selector = get_selector(labels.query_selection)
+    return {
+        "selector": labels.query_selection,
+        "ratio": labels.query_ratio,
+        "seed": labels.seed,
+        "origins": ORACLE["origins"] if ORACLE else None,
+        "threshold": (
+            labels.utilrank_threshold if "utilrank" in selector.strategies else None
+        ),
+    }
+
+
+def get_oracle_qrels(wildcards):
+    return split_files(ORACLE["dataset"], ORACLE["split"])["qrels"]
 
 
 def get_trainset_params(wildcards):
@@ -483,7 +611,7 @@ def get_replug_score_input(wildcards):
     answers = get_replug_answers(wildcards)
     inputs = {
         "pools": f"{EXP}/pools/shard-{wildcards.shard}.parquet",
-        "queries": f"{DATA}/{TRAIN_DS}/queries.parquet",
+        "queries": split_files(TRAIN_DS, TRAIN_SPLIT)["queries"],
     }
     if answers["format"] is None or os.path.exists(answers["path"]):
         inputs["answers"] = answers["path"]
@@ -562,14 +690,18 @@ def get_rag_run(wildcards):
     return f"{EXP}/runs/{wildcards.run}/{wildcards.dataset}.{source}.parquet"
 
 
+def get_rag_qrels(wildcards):
+    """The judgements of the split one RAG job answers (its target's split)."""
+    return split_files(wildcards.dataset, get_rag_target(wildcards)["split"])["qrels"]
+
+
 def get_rag_generate_input(wildcards):
     source = get_rag_target(wildcards)["split"]
     inputs = {
         "runs": [
             f"{EXP}/runs/{run}/{wildcards.dataset}.{source}.parquet" for run in RAG_RUNS
         ],
-        "queries": f"{DATA}/{wildcards.dataset}/queries.parquet",
-        "qrels": f"{DATA}/{wildcards.dataset}/qrels.parquet",
+        **split_files(wildcards.dataset, source),
         "corpus": f"{DATA}/{wildcards.dataset}/corpus",
         "answers": get_rag_answers(wildcards),
     }
@@ -640,6 +772,11 @@ def get_report_tables_input(wildcards):
     if REPORT_SETTINGS.annotation:
         inputs["annotation"] = f"{ANN}/report.parquet"
         inputs["manifests"] = annotation_shard_files("manifest.json")
+    if NEWCORPUS_ON:
+        inputs["candidates"] = f"{NC}/queries.parquet"
+        inputs["pseudo_qrels"] = f"{NC}/split/qrels.parquet"
+        if REPORT_SETTINGS.annotation:
+            inputs["labels"] = f"{ANN}/labels.parquet"
     return inputs
 
 
@@ -648,8 +785,7 @@ def get_hybrid_pool_input(wildcards):
     d, split = HYBRID_CFG["dataset"], HYBRID_CFG["split"]
     return {
         "runs": [f"{EXP}/runs/{run}/{d}.{split}.parquet" for run in HYBRID_RUNS],
-        "queries": f"{DATA}/{d}/queries.parquet",
-        "qrels": f"{DATA}/{d}/qrels.parquet",
+        **split_files(d, split),
         "corpus": f"{DATA}/{d}/corpus",
         "answers": answers_input(HYBRID_CFG["answers"], d),
     }
@@ -680,11 +816,14 @@ def hybrid_sampling():
 
 def get_final_output():
     """What `snakemake` with no target builds: the metrics table and its reproduction check,
-    the annotation report, and the report's tables and figures."""
+    the annotation report, and the report's tables and figures; in the new-corpus mode also
+    every trained model (a corpus of one's own may have no test queries to evaluate them on).
+    """
     return [
         f"{EXP}/metrics.parquet",
         f"{EXP}/reproduction.tsv",
         f"{ANN}/report.parquet",
         *(str(path) for path in report_table_outputs().values()),
         *(path for _, path in report_figures()),
+        *([f"{EXP}/models/{run}" for run in RUN_SPECS] if NEWCORPUS_ON else []),
     ]

@@ -8,6 +8,7 @@
 
 localrules:
     download_dataset,
+    split_dataset,
     missing_answers,
 
 
@@ -48,6 +49,24 @@ rule ingest_dataset:
         shard_size=config["corpus"]["shard_size"],
     script:
         "../scripts/ingest_dataset.py"
+
+
+# One split's queries and judgements as their own files: a job reading a split depends on that
+# split only (new training qrels rerun no test evaluation), and the new-corpus mode can show
+# that its training qrels reach no job but the oracle (tests/e2e/test_newcorpus.py).
+rule split_dataset:
+    input:
+        queries=f"{DATA}/{{dataset}}/queries.parquet",
+        qrels=f"{DATA}/{{dataset}}/qrels.parquet",
+    output:
+        queries=f"{DATA}/{{dataset}}/splits/{{split}}/queries.parquet",
+        qrels=f"{DATA}/{{dataset}}/splits/{{split}}/qrels.parquet",
+    log:
+        "results/logs/datasets/{dataset}.{split}.split.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/split_dataset.py"
 
 
 # A configured gold-answer file (answers: {path, format}) that is not there: fail with what to

@@ -40,8 +40,7 @@ rule dense_search:
     input:
         model=get_dense_model,
         embeddings=get_corpus_embeddings,
-        queries=f"{DATA}/{{dataset}}/queries.parquet",
-        qrels=f"{DATA}/{{dataset}}/qrels.parquet",
+        queries=get_split_queries,
     output:
         run=f"{EXP}/runs/{{run}}/{{dataset}}.{{split}}.parquet",
         trec=f"{EXP}/runs/{{run}}/{{dataset}}.{{split}}.trec",

@@ -47,7 +47,7 @@ rule hybrid_judge:
     input:
         pool=f"{HYBRID_DIR}/pool.parquet",
         questions=f"{HYBRID_DIR}/questions.parquet",
-        qrels=f"{DATA}/{HYBRID_CFG['dataset']}/qrels.parquet",
+        qrels=split_files(HYBRID_CFG["dataset"], HYBRID_CFG["split"])["qrels"],
         model=llm_model_input(HYBRID_JUDGE["model"]),
     output:
         labels=f"{HYBRID_DIR}/labels.parquet",

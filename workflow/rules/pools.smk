@@ -6,10 +6,9 @@ TRAIN_DS, TRAIN_SPLIT = config["train"]["dataset"], config["train"]["split"]
 
 rule build_pools:
     input:
+        **split_files(TRAIN_DS, TRAIN_SPLIT),
         candidates=get_pool_candidates,
         corpus=f"{DATA}/{TRAIN_DS}/corpus",
-        queries=f"{DATA}/{TRAIN_DS}/queries.parquet",
-        qrels=f"{DATA}/{TRAIN_DS}/qrels.parquet",
     output:
         shards=pool_files(),
     log:
@@ -27,6 +26,9 @@ rule build_pools:
         negatives=POOLS["negatives"],
         max_queries=POOLS["max_queries"],
         seed=POOLS["seed"],
+        judged_positives=POOLS["judged_positives"],
+        # a generated split's qrels name each query's source passage: a pseudo positive
+        positive_source="pseudo" if NEWCORPUS_ON else "human",
         shuffle=POOLS["shuffle"],
         shuffle_seed=POOLS["shuffle_seed"],
     script:

@@ -58,7 +58,7 @@ rule rag_score:
         generations=f"{EXP}/rag/{{run}}/{{dataset}}.{{split}}.generations.parquet",
         questions=f"{EXP}/rag/{{dataset}}.{{split}}.questions.parquet",
         run=get_rag_run,
-        qrels=f"{DATA}/{{dataset}}/qrels.parquet",
+        qrels=get_rag_qrels,
     output:
         per_query=f"{EXP}/rag/{{run}}/{{dataset}}.{{split}}.perquery.parquet",
         metrics=f"{EXP}/rag/{{run}}/{{dataset}}.{{split}}.metrics.parquet",

@@ -4,15 +4,11 @@ from utilann import schemas
 from utilann.bm25 import search
 from utilann.io import read_table, write_table, write_trec_run
 from utilann.logs import script_logging
-from utilann.runs import remove_query_hits, search_depth, split_queries
+from utilann.runs import remove_query_hits, search_depth
 
 p = snakemake.params
 with script_logging(snakemake.log[0], "bm25_search") as log:
-    queries = split_queries(
-        read_table(snakemake.input.queries),
-        read_table(snakemake.input.qrels),
-        snakemake.wildcards.split,
-    )
+    queries = read_table(snakemake.input.queries)  # the split's own queries
     log.info(
         "searching %d %s queries (k1=%s b=%s depth=%d)",
         len(queries),

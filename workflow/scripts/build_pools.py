@@ -18,6 +18,8 @@ with script_logging(snakemake.log[0], "build_pools") as log:
         max_queries=p.max_queries,
         seed=p.seed,
         source=p.source,
+        judged_policy=p.judged_positives,
+        positive_source=p.positive_source,
         shuffle=p.shuffle,
         shuffle_seed=p.shuffle_seed,
     )
@@ -27,6 +29,8 @@ with script_logging(snakemake.log[0], "build_pools") as log:
         "negatives": p.negatives,
         "max_queries": p.max_queries,
         "seed": p.seed,
+        "judged_positives": p.judged_positives,
+        "positive_source": p.positive_source,
         "shuffle": p.shuffle,
         "shuffle_seed": p.shuffle_seed,
     }

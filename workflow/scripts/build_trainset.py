@@ -19,7 +19,13 @@ with script_logging(snakemake.log[0], "build_trainset") as log:
         if "replug" in given
         else None
     )
-    rows, stats = build_trainset(pools, labels, TrainsetSettings(**params), replug)
+    selected = None
+    if "selection" in given:  # a human share chosen beforehand
+        selection = read_table(snakemake.input.selection)
+        selected = selection.loc[selection["selected"], "query_id"].tolist()
+    rows, stats = build_trainset(
+        pools, labels, TrainsetSettings(**params), selected=selected, replug=replug
+    )
     meta = {
         "run": snakemake.wildcards.run,
         "settings": params,

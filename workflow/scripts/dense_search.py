@@ -12,14 +12,12 @@ from utilann.dense import (
 )
 from utilann.io import read_table, write_table, write_trec_run
 from utilann.logs import script_logging
-from utilann.runs import remove_query_hits, search_depth, split_queries
+from utilann.runs import remove_query_hits, search_depth
 
 p, w = snakemake.params, snakemake.wildcards
 with script_logging(snakemake.log[0], "dense_search") as log:
     limit_threads(snakemake.threads)
-    queries = split_queries(
-        read_table(snakemake.input.queries), read_table(snakemake.input.qrels), w.split
-    )
+    queries = read_table(snakemake.input.queries)  # the split's own queries
     doc_ids, matrix = read_embeddings(snakemake.input.embeddings)
     log.info(
         "%d passages x %d dims; %d %s queries", len(doc_ids), matrix.shape[1], len(queries), w.split

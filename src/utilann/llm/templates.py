@@ -27,6 +27,10 @@ passage, a closing instruction):
                    (RankGPT style); false: passages joined by newlines into ``{passages}``.
 ``passage``        how one passage is written (``{index}`` 1-based, ``{passage}``).
 ``passage_ack``    the canned assistant reply after each passage turn.
+``example``        optional ``{user, assistant}``: how one few-shot example is shown, as a user
+                   turn and the assistant's reply after the opening turns (``{passage}`` and
+                   ``{query}`` are the example's); the examples themselves are data (config),
+                   so one template serves any set of them.
 ``final``          the closing user message with the instruction and the answer format.
 ``answer``         optional: how the requested answer is written, the metadata constrained
                    decoding builds its grammar from (:mod:`utilann.llm.grammar`): ``prefix``
@@ -69,6 +73,7 @@ _KEYS = {
     "passage_turns",
     "passage",
     "passage_ack",
+    "example",
     "final",
     "answer",
 }
@@ -141,6 +146,7 @@ class PromptTemplate:
     passage_ack: str
     final: str
     description: str = ""
+    example: tuple[str, str] | None = None
     answer: AnswerSyntax | None = None
 
     @property
@@ -166,12 +172,27 @@ class PromptTemplate:
     def fields(self) -> frozenset[str]:
         """The placeholders the template uses (e.g. whether it shows a reference answer)."""
         texts = [c for _, c in self.turns] + [self.passage, self.passage_ack, self.final]
+        texts += list(self.example or ())
         return frozenset().union(*(_placeholders(t) for t in texts))
 
-    def render(self, query: str, passages: Sequence[str], answer: str = "") -> list[Message]:
-        """The chat messages for ``query`` (stripped) over ``passages`` (already formatted)."""
+    def render(
+        self,
+        query: str,
+        passages: Sequence[str],
+        answer: str = "",
+        examples: Sequence[tuple[str, str]] = (),
+    ) -> list[Message]:
+        """The chat messages for ``query`` (stripped) over ``passages`` (already formatted),
+        after the few-shot ``examples`` ``(passage, query)``, each shown as ``example``."""
         common = {"num": len(passages), "query": query.strip(), "answer": answer}
         messages = [{"role": r, "content": _fill(c, common)} for r, c in self.turns]
+        if examples and self.example is None:
+            raise TemplateError(f"prompt template {self.id} has no `example` to show examples")
+        for passage, example_query in examples:
+            shown = {**common, "passage": passage, "query": example_query.strip()}
+            user, reply = self.example or ("", "")
+            messages.append({"role": "user", "content": _fill(user, shown)})
+            messages.append({"role": "assistant", "content": _fill(reply, shown)})
         shown = [
             _fill(self.passage, {**common, "index": i, "passage": p})
             for i, p in enumerate(passages, start=1)
@@ -237,6 +258,13 @@ def parse_template(raw: bytes, name: str, version: str, where: str | None = None
         ):
             raise TemplateError(f"{where}: each turn needs role in {ROLES} and a string content")
         turns.append((turn["role"], turn["content"]))
+    example = data.get("example")
+    if example is not None and (
+        not isinstance(example, dict)
+        or set(example) != {"user", "assistant"}
+        or not all(isinstance(v, str) for v in example.values())
+    ):
+        raise TemplateError(f"{where}: `example` needs exactly a string `user` and `assistant`")
     template = PromptTemplate(
         name=name,
         version=version,
@@ -248,6 +276,7 @@ def parse_template(raw: bytes, name: str, version: str, where: str | None = None
         passage_ack=data.get("passage_ack", ""),
         final=data["final"],
         description=str(data.get("description") or ""),
+        example=(example["user"], example["assistant"]) if example else None,
         answer=AnswerSyntax.parse(data["answer_format"], data.get("answer"), where)
         if "answer" in data
         else None,

@@ -97,6 +97,7 @@ COMPONENTS = (
                 "loss",
                 "positive_sampling",
                 "query_ratio",
+                "query_selection",
                 "union_ratio",
                 "epochs",
                 "lr",

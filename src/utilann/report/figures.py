@@ -59,16 +59,26 @@ def retrieval_by_threshold(
 
 
 def cl_ratio_runs(specs: Settings) -> dict[str, dict[str, float]]:
-    """Curriculum runs by parent: ``{parent: {run: human ratio in %}}``.
+    """Curriculum runs by curve: ``{curve: {run: human ratio in %}}``.
 
-    A curriculum run is a stage 2 trained on human labels from its parent's checkpoint.
+    A curriculum run is a stage 2 trained on human labels from its parent's checkpoint; a
+    curve is one parent and one way of choosing the human share: named for the parent when
+    the share is random (the paper), ``<parent>, <query_selection>`` when it is chosen
+    actively (:mod:`utilann.selection`).
     """
     curves: dict[str, dict[str, float]] = {}
     for name, spec in specs.items():
         parent = spec.get("init_from")
         if parent and spec.get("label_source") == "human":
-            curves.setdefault(str(parent), {})[name] = float(spec.get("query_ratio", 1.0)) * 100
+            selection = spec.get("query_selection", "random")
+            curve = str(parent) if selection == "random" else f"{parent}, {selection}"
+            curves.setdefault(curve, {})[name] = float(spec.get("query_ratio", 1.0)) * 100
     return curves
+
+
+def _parent(specs: Settings, runs: Mapping[str, float]) -> str:
+    """The run a curve's CL runs continue (they share it)."""
+    return str(specs[next(iter(runs))]["init_from"])
 
 
 def has_ratio_curves(specs: Settings) -> bool:
@@ -83,7 +93,7 @@ def utilrank_settings(specs: Settings) -> dict[str, Mapping[str, Any]]:
 
 def cl_settings(specs: Settings) -> dict[str, Mapping[str, Any]]:
     """The settings of the curriculum runs and their parents (Figure 3a), in config order."""
-    names = {n for parent, runs in cl_ratio_runs(specs).items() for n in [parent, *runs]}
+    names = {n for runs in cl_ratio_runs(specs).values() for n in [_parent(specs, runs), *runs]}
     return {name: spec for name, spec in specs.items() if name in names}
 
 
@@ -109,20 +119,21 @@ def human_ratio_curves(
     target: tuple[str, str],
     measure: str,
 ) -> pd.DataFrame:
-    """(parent, ratio, run, value): each parent at 0 % and its CL runs at their human ratio.
+    """(parent, ratio, run, value): each curve's parent at 0 % and its CL runs at their human
+    ratio; ``parent`` is the curve's name (:func:`cl_ratio_runs`).
 
-    Only parents continued at two or more ratios make a curve.
+    Only curves with two or more ratios are drawn.
     """
     values = metric_values(metrics)
     rows = []
-    for parent, runs in cl_ratio_runs(specs).items():
+    for curve, runs in cl_ratio_runs(specs).items():
         if len(set(runs.values())) < 2:
             continue
-        points = [(parent, 0.0)] + sorted(runs.items(), key=lambda kv: kv[1])
+        points = [(_parent(specs, runs), 0.0)] + sorted(runs.items(), key=lambda kv: kv[1])
         for run, ratio in points:
             value = values.get((run, target[0], target[1], measure))
             if value is not None:
-                rows.append((parent, ratio, run, value))
+                rows.append((curve, ratio, run, value))
     return pd.DataFrame(rows, columns=["parent", "ratio", "run", "value"])
 
 

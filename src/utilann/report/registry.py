@@ -20,6 +20,13 @@ from utilann.report.cells import concat_metrics, significance_note
 from utilann.report.controlled import controlled_groups, controlled_table
 from utilann.report.cost import cost_table
 from utilann.report.figures import has_ratio_curves
+from utilann.report.newcorpus import (
+    baseline_table,
+    generated_queries_table,
+    has_human_share,
+    human_share_table,
+    source_annotation_table,
+)
 from utilann.report.table import ReportTable, render_html, render_latex, render_markdown
 from utilann.report.tables import (
     accuracy_table,
@@ -34,6 +41,7 @@ from utilann.report.tables import (
 
 TABLE_FORMATS = ("html", "md", "tex")
 """Every table is written in each of these: HTML (``snakemake --report``), Markdown, LaTeX."""
+NEWCORPUS_CATEGORY = "6. New corpus"
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class ReportSettings:
         baseline: the run every other one is t-tested against.
         alpha: the t-tests' significance level.
         annotation: whether the annotation stage runs (some run learns from LLM labels).
+        newcorpus: the new-corpus mode's dataset, split, pool policy, round-trip k and oracle
+            (:func:`utilann.plan.newcorpus_report`), None when the mode is off.
         second_baselines: ``{baseline run: runs tested against it}`` (the paper's dagger).
         second_markers: the second test's (better, worse) markers.
         cost: Table 17's prices and the GPUs of one annotation job (``gpu_hour_usd``,
@@ -73,6 +83,7 @@ class ReportSettings:
     baseline: str
     alpha: float
     annotation: bool
+    newcorpus: Mapping[str, Any] | None = None
     second_baselines: Mapping[str, Sequence[str]] = field(default_factory=dict)
     second_markers: Sequence[str] = ("\u2020", "\u2020")
     cost: Mapping[str, Any] = field(
@@ -113,6 +124,8 @@ class ReportInputs:
         annotation: the ANNOTATION_REPORT table, None when the annotation stage does not run.
         annotation_meta: that table's metadata (the annotator model).
         rag_questions: questions answered per RAG target, from the RAG metrics' metadata.
+        candidates: the new-corpus GENERATED_QUERIES table (None when the mode is off).
+        labels: the LLM LABELS of the new split; pseudo_qrels: its pseudo-qrels.
         manifests: the annotation shards' manifests (Table 17's measured generation time).
     """
 
@@ -122,6 +135,9 @@ class ReportInputs:
     annotation: pd.DataFrame | None = None
     annotation_meta: Mapping[str, Any] = field(default_factory=dict)
     rag_questions: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+    candidates: pd.DataFrame | None = None
+    labels: pd.DataFrame | None = None
+    pseudo_qrels: pd.DataFrame | None = None
     manifests: Sequence[Mapping[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -132,15 +148,19 @@ class ReportInputs:
         significance: str,
         annotation: str | None = None,
         manifests: Sequence[str] = (),
+        **newcorpus: str | None,
     ) -> ReportInputs:
-        """Read the report's input files (paths as the rule lists them)."""
+        """Read the report's input files (paths as the rule lists them); ``newcorpus``: the
+        paths of ``candidates``, ``labels`` and ``pseudo_qrels`` when the mode is on."""
         import json
         from pathlib import Path
 
         from utilann.io import read_metadata, read_table
 
         rag_meta = [read_metadata(path) for path in rag]
+        extra = {k: read_table(v) for k, v in newcorpus.items() if v}
         return cls(
+            **extra,
             retrieval=concat_metrics([read_table(path) for path in retrieval]),
             rag=concat_metrics([read_table(path) for path in rag]),
             significance=read_table(significance),
@@ -162,7 +182,8 @@ class TableEntry:
     Attributes:
         key: file stem of every rendering (``report/<key>.html|md|tex``), the rule's output
             name, and the name of its caption ``workflow/report/<key>.rst``.
-        label: the paper's table it reproduces (``Table 2``), a ``snakemake --report`` label.
+        label: the paper's table it reproduces (``Table 2``; ``New corpus`` for the tables of
+            that mode, which the paper does not have), a ``snakemake --report`` label.
         shows: the other report label; ``{dataset_measure}`` is filled in from the settings.
         category: the ``snakemake --report`` category.
         applies: whether an experiment has this table.
@@ -326,6 +347,61 @@ def _controlled_notes(settings: ReportSettings, inputs: ReportInputs) -> list[st
     ]
 
 
+def _newcorpus_queries_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    nc = settings.newcorpus or {}
+    k = nc.get("round_trip_k")
+    return [
+        f"One question per passage sampled from {nc.get('dataset')} (split "
+        f"{nc.get('split')}); the filters apply in row order and each row counts the "
+        "candidates it removed (round trip: "
+        + (f"BM25 top {k})." if k else "off).")
+        + " Unlabelled queries: the dataset's queries that no evaluation target judges, "
+        "taken without their labels.",
+    ]
+
+
+def _newcorpus_annotation_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    nc = settings.newcorpus or {}
+    return [
+        "source in pool: share of the generated questions whose source passage is in their "
+        f"pool (pools.judged_positives: {nc.get('judged_positives')}); source chosen: share of "
+        "those where the strategy made it a positive. The source passage is a pseudo-label "
+        "(the passage the question was written from), not a human judgement; Table 1's "
+        "precision and recall are against the pools' marked positives, if any.",
+    ]
+
+
+def _newcorpus_baseline_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    return [
+        settings.sig_note,
+        "vs zeroshot / vs bm25: the difference to that run, in points. No run saw a human "
+        "label of this corpus except the curriculum stages of the human-share table.",
+    ]
+
+
+def _newcorpus_share_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    nc = settings.newcorpus or {}
+    oracle = nc.get("oracle")
+    who = (
+        f"the qrels of {oracle}, standing in for a labeller (rule oracle_human_labels, the only "
+        "step that reads them)"
+        if oracle
+        else "the pools' own positives"
+    )
+    return [
+        settings.sig_note.replace("best value of each column", "best value of each row"),
+        f"Each cell continues its stage-1 run on the human labels of that share of queries, "
+        f"chosen at random or by the active selector named in the column "
+        f"(utilann.selection); labels from {who}.",
+    ]
+
+
+def _newcorpus_primary(settings: ReportSettings) -> tuple[tuple[str, str], str]:
+    primary = settings.primary
+    assert primary is not None  # applies() checked it
+    return (primary["dataset"], primary["split"]), settings.dataset_measure
+
+
 def _has_controlled_groups(settings: ReportSettings) -> bool:
     return settings.primary is not None and bool(
         controlled_groups(settings.specs, exclude=[settings.baseline])
@@ -437,6 +513,50 @@ TABLES: dict[str, TableEntry] = {
             applies=lambda s: s.annotation and s.primary is not None and bool(s.specs),
             builder=_cost,
             notes=_cost_notes,
+        ),
+        TableEntry(
+            key="newcorpus1_queries",
+            label="New corpus",
+            shows="generated queries",
+            category=NEWCORPUS_CATEGORY,
+            applies=lambda s: s.newcorpus is not None,
+            builder=lambda s, d, notes: generated_queries_table(d.candidates, notes=notes),
+            notes=_newcorpus_queries_notes,
+        ),
+        TableEntry(
+            key="newcorpus2_annotation",
+            label="New corpus",
+            shows="annotation outcomes",
+            category=NEWCORPUS_CATEGORY,
+            applies=lambda s: s.newcorpus is not None and s.annotation,
+            builder=lambda s, d, notes: source_annotation_table(
+                d.annotation, d.labels, d.pseudo_qrels, notes=notes
+            ),
+            notes=_newcorpus_annotation_notes,
+        ),
+        TableEntry(
+            key="newcorpus3_baselines",
+            label="New corpus",
+            shows="{dataset_measure} vs zero-shot and BM25",
+            category=NEWCORPUS_CATEGORY,
+            applies=lambda s: s.newcorpus is not None and s.primary is not None,
+            builder=lambda s, d, notes: baseline_table(
+                d.retrieval, d.significance, s.runs, *_newcorpus_primary(s), notes=notes
+            ),
+            notes=_newcorpus_baseline_notes,
+        ),
+        TableEntry(
+            key="newcorpus4_human_share",
+            label="New corpus",
+            shows="random vs active human share",
+            category=NEWCORPUS_CATEGORY,
+            applies=lambda s: (
+                s.newcorpus is not None and s.primary is not None and has_human_share(s.specs)
+            ),
+            builder=lambda s, d, notes: human_share_table(
+                s.specs, d.retrieval, d.significance, *_newcorpus_primary(s), notes=notes
+            ),
+            notes=_newcorpus_share_notes,
         ),
     )
 }

@@ -60,6 +60,7 @@ def build_trainset(
     labels: pd.DataFrame | None,
     settings: TrainsetSettings,
     replug: pd.DataFrame | None = None,
+    selected: Iterable[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float | int]]:
     """Label each pool passage positive or negative; return (TRAINSET rows, statistics).
 
@@ -68,11 +69,17 @@ def build_trainset(
     For label source ``replug``, ``replug`` is the REPLUG_SCORES table: every scored passage
     gets its utility ``U`` (:func:`utilann.replug.utility_distribution`) and the passage(s) of
     highest ``U`` are the positives; queries without a gold answer have no score, hence no
-    positive (``empty_policy`` decides).
+    positive (``empty_policy`` decides). ``selected`` are the queries to train on when they
+    were chosen beforehand (the human share of :mod:`utilann.selection`); otherwise the seeded
+    ``query_ratio`` sample.
     """
     pools = pools.astype({"query_id": str, "doc_id": str})
     all_queries = sorted(pools["query_id"].unique())
-    queries = sample_fraction(all_queries, settings.query_ratio, settings.seed)
+    queries = (
+        sample_fraction(all_queries, settings.query_ratio, settings.seed)
+        if selected is None
+        else set(map(str, selected)) & set(all_queries)
+    )
     human = set(_pairs(pools[pools["is_human_positive"]]))
     utility: dict[tuple[str, str], float] = {}
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from utilann.annotate.steps import strategies, uses_threshold
 from utilann.hardware import PRECISIONS
 from utilann.replug import SCORES as REPLUG_SCORES
+from utilann.selection import SELECTORS
 from utilann.train.losses import LOSSES
 
 HUMAN_POSITIVE_POLICIES = ("random", "exclusion", "inclusion")
@@ -54,6 +55,9 @@ class TrainsetSettings:
             are LLM + human positives (paper Table 6).
         query_ratio: seeded fraction of the pool's queries to train on (a curriculum stage 2 on
             20 % of the human labels uses 0.2).
+        query_selection: how that fraction of a ``human`` run is chosen: ``random`` (seeded,
+            the paper) or a selector of :data:`utilann.selection.SELECTORS` that asks for
+            human labels where the LLM annotator is unsure (active selection).
         empty_policy: queries left without a positive are dropped (``drop``, counted), kept
             for the losses to skip (``keep``), or given their human positive(s) instead
             (``human``, counted): the paper does not say; the authors' notebook (process.ipynb)
@@ -75,6 +79,7 @@ class TrainsetSettings:
     human_positive: str = "random"
     union_ratio: float = 0.0
     query_ratio: float = 1.0
+    query_selection: str = "random"
     empty_policy: str = "drop"
     seed: int = 42
     replug_temperature: float | None = 1.0
@@ -102,6 +107,14 @@ class TrainsetSettings:
             raise ValueError("Positive Union (union_ratio > 0) needs human_positive 'random'")
         if not 0 < self.query_ratio <= 1 or not 0 <= self.union_ratio <= 1:
             raise ValueError("query_ratio must be in (0, 1] and union_ratio in [0, 1]")
+        _check_choice("query_selection", self.query_selection, tuple(SELECTORS))
+        if self.query_selection != "random" and (
+            self.label_source != "human" or self.query_ratio >= 1
+        ):
+            raise ValueError(
+                f"query_selection {self.query_selection!r} chooses the human-labelled share of "
+                "the queries: it needs label_source 'human' and a query_ratio below 1"
+            )
         if self.label_source == REPLUG:
             if self.replug_temperature is None or not self.replug_temperature > 0:
                 raise ValueError("label_source 'replug' needs a replug_temperature > 0")

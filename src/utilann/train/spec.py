@@ -98,17 +98,29 @@ def build_spec(name: str, values: Mapping[str, Any]) -> RunSpec:
         raise ValueError(f"training run {name!r}: {err}") from err
 
 
+def declared_runs(training: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """``training.runs`` without the runs an overlay config removed (set to null)."""
+    return {
+        name: overrides or {}
+        for name, overrides in (training.get("runs") or {}).items()
+        if overrides is not None
+    }
+
+
 def zeroshot_spec(training: Mapping[str, Any]) -> RunSpec:
     """The zero-shot run: the defaults' backbone, pooling and normalisation, untrained."""
     return build_spec("zeroshot", merge_run(training.get("defaults") or {}, {}))
 
 
 def resolve_runs(training: Mapping[str, Any]) -> dict[str, RunSpec]:
-    """All trained runs of the ``training:`` config section, merged and cross-checked."""
+    """All trained runs of the ``training:`` config section, merged and cross-checked.
+
+    A run set to null is left out (an overlay config removing one run of the base config).
+    """
     defaults = training.get("defaults") or {}
     specs = {
-        name: build_spec(name, merge_run(defaults, overrides or {}))
-        for name, overrides in (training.get("runs") or {}).items()
+        name: build_spec(name, merge_run(defaults, overrides))
+        for name, overrides in declared_runs(training).items()
     }
     for name, spec in specs.items():
         if name in RESERVED_RUNS:
