@@ -22,44 +22,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import time
 from pathlib import Path
 
 import pandas as pd
+from beir_sample import beir_pools
 
 from utilann.annotate.cascade import group_pools
 from utilann.annotate.parse import parse_output
 from utilann.annotate.windows import relsel_windows
 from utilann.llm.grammar import BACKEND, constrained
 from utilann.llm.templates import load_template
-
-
-def beir_pools(root: Path, queries: int, negatives: int, seed: int = 0) -> pd.DataFrame:
-    """Human positives of the first training queries plus random corpus passages."""
-    corpus = pd.read_json(root / "corpus.jsonl", lines=True, dtype={"_id": str})
-    texts = pd.read_json(root / "queries.jsonl", lines=True, dtype={"_id": str}).set_index("_id")
-    qrels = pd.read_csv(root / "qrels" / "train.tsv", sep="\t", dtype=str)
-    docs = corpus.set_index("_id")
-    rng = random.Random(seed)
-    rows = []
-    for qid, group in list(qrels.groupby("query-id"))[:queries]:
-        humans = list(group["corpus-id"])
-        others = rng.sample([d for d in corpus["_id"] if d not in humans], negatives)
-        for position, doc in enumerate(humans + others):
-            rows.append(
-                {
-                    "query_id": qid,
-                    "query": texts.loc[qid, "text"],
-                    "position": position,
-                    "doc_id": doc,
-                    "title": docs.loc[doc, "title"],
-                    "text": docs.loc[doc, "text"],
-                    "is_human_positive": doc in humans,
-                }
-            )
-    return pd.DataFrame(rows)
-
 
 RELSEL = load_template("relsel", "v1")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,34 @@ def random_negative_trainset(
                     "positive": doc in positives,
                     "is_human_positive": doc in positives,
                     "utility": None,  # REPLUG's teacher distribution only
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def beir_pools(root: Path, queries: int, negatives: int, seed: int = 0) -> pd.DataFrame:
+    """Human positives of the first training queries plus random corpus passages."""
+    corpus = pd.read_json(root / "corpus.jsonl", lines=True, dtype={"_id": str})
+    texts = pd.read_json(root / "queries.jsonl", lines=True, dtype={"_id": str}).set_index("_id")
+    qrels = pd.read_csv(root / "qrels" / "train.tsv", sep="\t", dtype=str)
+    docs = corpus.set_index("_id")
+    rng = random.Random(seed)
+    rows = []
+    for qid, group in list(qrels.groupby("query-id"))[:queries]:
+        humans = list(group["corpus-id"])
+        others = rng.sample([d for d in corpus["_id"] if d not in humans], negatives)
+        for position, doc in enumerate(humans + others):
+            rows.append(
+                {
+                    "query_id": qid,
+                    "query": texts.loc[qid, "text"],
+                    "position": position,
+                    "doc_id": doc,
+                    "title": docs.loc[doc, "title"],
+                    "text": docs.loc[doc, "text"],
+                    "is_human_positive": doc in humans,
+                    "source": "human" if doc in humans else "random",
+                    "source_rank": 0,
                 }
             )
     return pd.DataFrame(rows)

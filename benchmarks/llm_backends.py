@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from beir_sample import beir_pools
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 VLLM_ENV = {
@@ -46,34 +46,6 @@ VLLM_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
 }
-
-
-def beir_pools(root: Path, queries: int, negatives: int, seed: int = 0) -> pd.DataFrame:
-    """Human positives of the first training queries plus random corpus passages."""
-    corpus = pd.read_json(root / "corpus.jsonl", lines=True, dtype={"_id": str})
-    texts = pd.read_json(root / "queries.jsonl", lines=True, dtype={"_id": str}).set_index("_id")
-    qrels = pd.read_csv(root / "qrels" / "train.tsv", sep="\t", dtype=str)
-    docs = corpus.set_index("_id")
-    rng = random.Random(seed)
-    rows = []
-    for qid, group in list(qrels.groupby("query-id"))[:queries]:
-        humans = list(group["corpus-id"])
-        others = rng.sample([d for d in corpus["_id"] if d not in humans], negatives)
-        for position, doc in enumerate(humans + others):
-            rows.append(
-                {
-                    "query_id": qid,
-                    "query": texts.loc[qid, "text"],
-                    "position": position,
-                    "doc_id": doc,
-                    "title": docs.loc[doc, "title"],
-                    "text": docs.loc[doc, "text"],
-                    "is_human_positive": doc in humans,
-                    "source": "human" if doc in humans else "random",
-                    "source_rank": 0,
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 def demo_engine(backend: str, dtype: str, model_dir: str):
