@@ -349,29 +349,41 @@ class AnnotationPlan:
         return self.query_count / self.sampled_queries if self.sampled_queries else 0.0
 
     def table(self, throughput: Throughput | None, gpus: int) -> pd.DataFrame:
-        """One row per step and a ``total`` row; totals scaled to :attr:`query_count`."""
+        """One row per step and a ``total`` row; totals scaled to :attr:`query_count`.
+
+        ``hours`` is every call on a cold cache (all prompts sent, sharing prefixes with each
+        other); ``hours_to_run`` the calls not cached, which can share prefixes only with
+        each other (a cached call is never sent, so its prefix is not in the engine).
+        """
         shared = shared_prefix_lengths([r.prompt_ids for r in self.records])
+        sent = [r for r in self.records if not r.cached]
+        shared_sent = dict(
+            zip(map(id, sent), shared_prefix_lengths([r.prompt_ids for r in sent]), strict=True)
+        )
+        calls = [
+            Planned(r, s, shared_sent.get(id(r), 0))
+            for r, s in zip(self.records, shared, strict=True)
+        ]
         rows = []
         for step in [*self.steps, "total"]:
-            picked = [(r, s) for r, s in zip(self.records, shared) if step in ("total", r.step)]
+            picked = [c for c in calls if step in ("total", c.record.step)]
             rows.append(self._row(step, picked, throughput, gpus))
         return pd.DataFrame(rows).set_index("step")
 
-    def _row(self, step, picked, throughput, gpus) -> dict[str, Any]:
+    def _row(
+        self, step: str, picked: Sequence[Planned], throughput: Throughput | None, gpus: int
+    ) -> dict[str, Any]:
         f = self.scale
-        lengths = [len(r.prompt_ids) for r, _ in picked]
-        out = [r.output_tokens for r, _ in picked]
-        most = [r.max_tokens for r, _ in picked]
+        records = [c.record for c in picked]
+        lengths = [len(r.prompt_ids) for r in records]
         p_sum, p_mean, p_95 = _stats(lengths)
-        m_sum, m_mean, m_95 = _stats(most)
-        o_sum, o_mean, _ = _stats(out)
-        shared = sum(min(s, n) for (_, s), n in zip(picked, lengths))
-        blocks = sum(reusable_tokens(s, n, self.block_size) for (_, s), n in zip(picked, lengths))
+        m_sum, m_mean, m_95 = _stats([r.max_tokens for r in records])
+        o_sum, o_mean, _ = _stats([r.output_tokens for r in records])
         row = {
             "step": step,
             "calls": len(picked) * f,
-            "cached": sum(r.cached for r, _ in picked) * f,
-            "too_long": sum(r.too_long for r, _ in picked) * f,
+            "cached": sum(r.cached for r in records) * f,
+            "too_long": sum(r.too_long for r in records) * f,
             "prompt_tokens": p_sum * f,
             "prompt_mean": p_mean,
             "prompt_p95": p_95,
@@ -380,32 +392,44 @@ class AnnotationPlan:
             "max_output_p95": m_95,
             "output_tokens": o_sum * f,
             "output_mean": o_mean,
-            "shared_prefix": shared / p_sum if p_sum else 0.0,
-            "shared_blocks": blocks / p_sum if p_sum else 0.0,
+            "shared_prefix": sum(min(c.shared, n) for c, n in zip(picked, lengths)) / p_sum
+            if p_sum
+            else 0.0,
+            "shared_blocks": sum(self._reused(c.shared, n) for c, n in zip(picked, lengths)) / p_sum
+            if p_sum
+            else 0.0,
         }
         if throughput is not None:
-            reused = self._reused(picked)
-            prefill = [n - u for n, u in zip(lengths, reused)]
-            todo = [(p, r.output_tokens) for p, (r, _) in zip(prefill, picked) if not r.cached]
-            hours = throughput.seconds(sum(prefill), o_sum) * f / 3600
+            prefill = sum(n - self._reused(c.shared, n) for c, n in zip(picked, lengths))
+            todo = [(c, n) for c, n in zip(picked, lengths) if not c.record.cached]
+            hours = throughput.seconds(prefill, o_sum) * f / 3600
             row.update(
                 {
                     "hours": hours,
                     "hours_to_run": throughput.seconds(
-                        sum(p for p, _ in todo), sum(o for _, o in todo)
+                        sum(n - self._reused(c.shared_sent, n) for c, n in todo),
+                        sum(c.record.output_tokens for c, _ in todo),
                     )
                     * f
                     / 3600,
-                    "hours_max_output": throughput.seconds(sum(prefill), m_sum) * f / 3600,
+                    "hours_max_output": throughput.seconds(prefill, m_sum) * f / 3600,
                     "gpu_hours": hours * max(gpus, 1),
                 }
             )
         return row
 
-    def _reused(self, picked) -> list[int]:
-        if not self.prefix_caching:
-            return [0] * len(picked)
-        return [reusable_tokens(s, len(r.prompt_ids), self.block_size) for r, s in picked]
+    def _reused(self, shared: int, length: int) -> int:
+        """Prompt tokens prefix caching skips (none when the engine has it off)."""
+        return reusable_tokens(shared, length, self.block_size) if self.prefix_caching else 0
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A call with its shared prefix among all calls and among the calls still to send."""
+
+    record: CallRecord
+    shared: int
+    shared_sent: int
 
 
 def plan_annotation(

@@ -128,6 +128,15 @@ def test_totals_scale_to_the_query_count_and_means_do_not():
     assert table.loc["total", "calls"] == 10
 
 
+def test_calls_still_to_run_share_no_prefix_with_cached_ones():
+    # the cached prompt is never sent: the uncached one, its prefix, must prefill everything
+    records = [record("relsel", 64, 0, cached=True), record("relsel", 32, 0)]
+    plan = AnnotationPlan(records, ("relsel",), 1, 1, block_size=16, prefix_caching=True)
+    row = plan.table(Throughput(1.0, 1.0, "stated: test"), gpus=0).loc["relsel"]
+    assert row["hours_to_run"] * 3600 == pytest.approx(32)  # no reuse
+    assert row["hours"] * 3600 == pytest.approx(64 + 32 - 16)  # cold: 16 of 32 reused
+
+
 def test_without_prefix_caching_every_prompt_token_is_prefilled():
     records = [record("relsel", 100, 0), record("relsel", 50, 0)]
     plan = AnnotationPlan(records, ("relsel",), 1, 1, block_size=16, prefix_caching=False)
