@@ -15,7 +15,11 @@ Without ``--pools`` it builds pools from a BEIR directory (human positives + ran
 Prints prompts/s and tokens/s of both engines and their ratio. ``--constrained`` also times
 the same vLLM batch under constrained decoding (``annotation.decoding: constrained``: the
 grammar of each window's answer, :mod:`utilann.llm.grammar`), on the same engine with its
-prefix cache reset in between, and counts parse outcomes both ways.
+prefix cache reset in between, and counts parse outcomes both ways. ``--throughput-out FILE``
+also times the batch prefill-only (one output token per prompt) and writes the engine's
+prompt and output tokens/s (:mod:`utilann.llm.throughput`: decode rate = output tokens over
+the full run's time less the prefill-only run's) for the budget planner (``utilann plan
+--throughput FILE``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from utilann.annotate.parse import parse_output
 from utilann.annotate.windows import relsel_windows
 from utilann.llm.grammar import BACKEND, constrained
 from utilann.llm.templates import load_template
+from utilann.llm.throughput import Throughput, write_throughput
 
 RELSEL = load_template("relsel", "v1")
 
@@ -79,9 +84,17 @@ def transformers_one_by_one(model_dir: str, prompts, max_tokens: int, dtype: str
 
 
 def vllm_batched(
-    model_dir: str, prompts, shown, max_tokens: int, dtype: str, kv_gib: int, grammar: bool
+    model_dir: str,
+    prompts,
+    shown,
+    max_tokens: int,
+    dtype: str,
+    kv_gib: int,
+    grammar: bool,
+    prefill_only: bool = False,
 ) -> list[dict]:
-    """vLLM over the whole batch: free decoding, then (``grammar``) constrained decoding."""
+    """vLLM over the whole batch: free decoding, then (``grammar``) constrained decoding, then
+    (``prefill_only``) one output token per prompt, the prefill's share of the time."""
     os.environ.update(
         {
             "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
@@ -105,6 +118,8 @@ def vllm_batched(
     if grammar:
         syntax = RELSEL.answer_syntax
         runs["vLLM batched, constrained decoding"] = [constrained(free, syntax, n) for n in shown]
+    if prefill_only:
+        runs[PREFILL_ONLY] = [{**free, "max_tokens": 1}] * len(prompts)
     rows = []
     for engine, sampling in runs.items():
         chat.llm.reset_prefix_cache()  # the second run must not reuse the first one's prefill
@@ -121,6 +136,35 @@ def vllm_batched(
         statuses = [parse_output("selection", g.text, n).status for g, n in zip(gens, shown)]
         rows.append({**row, **{s: statuses.count(s) for s in ("ok", "repaired", "failed")}})
     return rows
+
+
+PREFILL_ONLY = "vLLM batched, prefill only (1 output token)"
+
+
+def engine_throughput(free: dict, prefill: dict, model: str, dtype: str) -> Throughput:
+    """Prompt tokens/s of the prefill-only run; output tokens/s of the full run's time beyond
+    it (both runs prefill the same prompts from a reset prefix cache)."""
+    from utilann.hardware import detect
+
+    decode_seconds = free["seconds"] - prefill["seconds"]
+    if decode_seconds <= 0 or not free["output_tokens"]:
+        raise SystemExit("the prefill-only run was not faster than the full run: rerun")
+    hw = detect()
+    return Throughput(
+        prefill_tokens_per_s=prefill["prompt_tokens"] / prefill["seconds"],
+        decode_tokens_per_s=free["output_tokens"] / decode_seconds,
+        source=(
+            f"measured by benchmarks/annotation_throughput.py, {free['prompts']} RelSel prompts "
+            f"({free['prompt_tokens']} prompt tokens) batched on vLLM"
+        ),
+        device=hw.device,
+        device_name=hw.gpu_name or hw.cpu_model,
+        gpus=1 if hw.device == "cuda" else 0,
+        model=model,
+        dtype=dtype,
+        backend="vllm",
+        load_average=os.getloadavg()[0],
+    )
 
 
 def summary(engine: str, n: int, prompt_tokens: int, output_tokens: int, seconds: float) -> dict:
@@ -151,6 +195,12 @@ def main() -> None:
     parser.add_argument(
         "--constrained", action="store_true", help="also time vLLM with constrained decoding"
     )
+    parser.add_argument(
+        "--throughput-out",
+        type=Path,
+        default=None,
+        help="also time prefill alone and write prompt/output tokens/s here (JSON)",
+    )
     args = parser.parse_args()
 
     pools = pd.read_parquet(args.pools) if args.pools else beir_pools(args.beir, 64, 15)
@@ -167,6 +217,7 @@ def main() -> None:
         args.dtype,
         args.kv_cache_gib,
         args.constrained,
+        prefill_only=args.throughput_out is not None,
     )
     vl = vllm_rows[0]
     table = pd.DataFrame([hf, *vllm_rows]).set_index("engine")
@@ -174,6 +225,10 @@ def main() -> None:
     if args.constrained:
         cost = vllm_rows[1]["output_tokens_per_s"] / vl["output_tokens_per_s"]
         print(f"\nconstrained / free output tokens/s: {cost:.2f}")
+    if args.throughput_out:
+        rate = engine_throughput(vl, vllm_rows[-1], Path(args.model_dir).name, args.dtype)
+        write_throughput(rate, args.throughput_out)
+        print(f"\nthroughput: {rate.describe()} -> {args.throughput_out}")
     print(
         f"\nspeed-up (prompts/s): {vl['prompts_per_s'] / hf['prompts_per_s']:.1f}x   "
         f"(tokens/s: {vl['tokens_per_s'] / hf['tokens_per_s']:.1f}x, "

@@ -10,6 +10,9 @@
                                     (``make clean``)
 ``utilann compare REF NEW``         labels, training sets and metrics of two result directories
                                     of one experiment, as tables with a tolerance
+``utilann plan``                    the annotation's budget before it runs: calls, tokens,
+                                    cached calls, shared prefix, hours and GPU-hours
+                                    (prompts rendered with the tokenizer only, no engine)
 
 Every view works with whatever subset of the artifacts exists and says what is missing, so it
 is as useful after the first stage as after the whole DAG. Paths follow
@@ -403,6 +406,58 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return 1 if differences else 0
 
 
+# --- plan ---------------------------------------------------------------------------------
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    import os
+
+    from snakemake.utils import validate
+
+    from . import budget
+
+    config = workspace.load_config(args.configfile)
+    validate(config, str(workspace.SCHEMA))  # fills in the schema's defaults
+    root = Path(args.results) / config["experiment"]
+    throughput = budget.pick_throughput(
+        config, args.throughput, args.prefill_tps, args.decode_tps, args.throughput_source
+    )
+    report = budget.make_plan(
+        config,
+        sorted(str(p) for p in (root / "pools").glob("shard-*.parquet")),
+        manifests=budget.manifest_files(args.results, config["experiment"]),
+        tokenizer=args.tokenizer,
+        throughput=throughput,
+        sample=args.sample,
+        shared_data=os.environ.get("UTILANN_SHARED_DATA"),
+    )
+    rows = budget.render_table(report.table)
+    table = Table(
+        title=(
+            f"annotation plan of {config['experiment']}: {report.sampled_queries:,} sampled "
+            f"queries scaled x{report.scale:,.1f} to {report.query_count:,} (no engine started)"
+        ),
+        title_justify="left",
+    )
+    for i, column in enumerate(rows[0]):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows[1:]:
+        table.add_row(*row)
+    console.print(table)
+    for key, value in report.sources.items():
+        console.print(f"[bold]{key}[/bold]: {value}", soft_wrap=True)
+    for line in budget.comparison_lines(report):
+        console.print(line, soft_wrap=True)
+    console.print(f"planned in {report.seconds:.1f} s")
+    if args.out:
+        from .io import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(budget.render_markdown(report), encoding="utf-8")
+        console.print(f"wrote {args.out}")
+    return 0
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -467,6 +522,26 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("results", help="results/<experiment> directory to check")
     compare.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance of numbers")
     compare.set_defaults(func=cmd_compare)
+
+    planner = commands.add_parser(
+        "plan", help="calls, tokens and GPU-hours of the annotation, without an engine"
+    )
+    config_option(planner)
+    planner.add_argument(
+        "--results", default="results", help="results directory with the pools (default: results)"
+    )
+    planner.add_argument("--sample", type=int, default=None, help="queries to render (plan.*)")
+    planner.add_argument(
+        "--tokenizer", default=None, help="count with this tokenizer (a proxy; plan.tokenizer)"
+    )
+    planner.add_argument("--throughput", default=None, help="a measured throughput JSON file")
+    planner.add_argument("--prefill-tps", type=float, default=None, help="stated prompt tokens/s")
+    planner.add_argument("--decode-tps", type=float, default=None, help="stated output tokens/s")
+    planner.add_argument(
+        "--throughput-source", default=None, help="where the stated rates come from"
+    )
+    planner.add_argument("--out", default=None, help="also write the plan as Markdown here")
+    planner.set_defaults(func=cmd_plan)
     return parser
 
 

@@ -99,3 +99,38 @@ rule annotation_report:
         thresholds=config["annotation"]["utilrank_thresholds"],
     script:
         "../scripts/annotation_report.py"
+
+
+# The annotation's budget before it runs (`utilann plan`): every prompt of a seeded sample of
+# the pools rendered with the tokenizer only, no engine; calls, tokens, cached calls, shared
+# prefix and, with a throughput (plan.throughput), hours and GPU-hours next to Table 17.
+# In the default targets (and so the HTML report) when plan.report is true.
+localrules:
+    plan_annotation,
+
+
+rule plan_annotation:
+    input:
+        pools=pool_files(),
+        model=llm_model_input(config["llm"]["model"]),
+    output:
+        plan=report(
+            f"{ANN}/plan.md",
+            caption="../report/annotation_plan.rst",
+            category="1. Annotation",
+        ),
+    log:
+        f"{LOGS}/annotation/plan.log",
+    conda:
+        "../../envs/llm.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=retry_runtime(30),
+    params:
+        llm=config["llm"],
+        annotation=config["annotation"],
+        plan=config["plan"],
+        cost=config["report"]["cost"],
+    script:
+        "../scripts/plan_annotation.py"

