@@ -4,6 +4,7 @@ from snakemake.utils import min_version, validate
 
 from utilann.config import migrate_deprecated
 from utilann.deploy import export_workflow_dir
+from utilann.self_contained import check_self_contained
 
 min_version("9.0")
 
@@ -15,6 +16,8 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 # Renamed keys (e.g. annotation.cache_dir -> llm.cache_dir) still work, with a warning.
 migrate_deprecated(config)
 validate(config, "config/schema.yaml")
+# experiment_kind: paper must not inherit the demo's data, RAG or generator sections.
+check_self_contained(config, workflow.config_settings.overwrite_config)
 # The post-deploy scripts of envs/*.yaml install the workflow's library from here.
 export_workflow_dir(workflow.basedir)
 
