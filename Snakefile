@@ -15,9 +15,10 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 # Renamed keys (e.g. annotation.cache_dir -> llm.cache_dir) still work, with a warning.
 migrate_deprecated(config)
-validate(config, "config/schema.yaml")
-# experiment_kind: paper must not inherit the demo's data, RAG or generator sections.
+# experiment_kind: paper must not inherit the demo's data, RAG or generator sections, and
+# has its own sections whole (not merged into the demo's).
 check_self_contained(config, workflow.config_settings.overwrite_config)
+validate(config, "config/schema.yaml")
 # The post-deploy scripts of envs/*.yaml install the workflow's library from here.
 export_workflow_dir(workflow.basedir)
 

@@ -175,7 +175,7 @@ def test_the_hybrid_test_pools_four_runs_and_evaluates_every_run(paper_plan):
     metrics = produced(paper_plan, METRICS)
     evaluated = {r for r, d, s in metrics if (d, s) == (hybrid["dataset"], "dev-hybrid")}
     assert evaluated == {run for run, _, _ in metrics}
-    for (run, d, s), job in metrics.items():
+    for (run, _, s), job in metrics.items():
         if s == "dev-hybrid":
             assert job.params.measures == hybrid["measures"], run
 
