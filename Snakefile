@@ -4,6 +4,7 @@ from snakemake.utils import min_version, validate
 
 from utilann.config import migrate_deprecated
 from utilann.deploy import export_workflow_dir
+from utilann.self_contained import check_self_contained
 
 min_version("9.0")
 
@@ -14,6 +15,9 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 # Renamed keys (e.g. annotation.cache_dir -> llm.cache_dir) still work, with a warning.
 migrate_deprecated(config)
+# experiment_kind: paper must not inherit the demo's data, RAG or generator sections, and
+# has its own sections whole (not merged into the demo's).
+check_self_contained(config, workflow.config_settings.overwrite_config)
 validate(config, "config/schema.yaml")
 # The post-deploy scripts of envs/*.yaml install the workflow's library from here.
 export_workflow_dir(workflow.basedir)

@@ -7,12 +7,15 @@ beside the repository); tests that need them are skipped with a reason when abse
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +24,18 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+PAPER = REPO / "config" / "experiments" / "msmarco-paper.yaml"
+PARTITIONS = REPO / "profiles" / "slurm" / "partitions.example.yaml"
+GPU_RULES = {
+    "annotate_shard",
+    "replug_score",
+    "rag_generate",
+    "hybrid_judge",
+    "train",
+    "encode_corpus",
+    "dense_search",
+}
+NEWCORPUS_GPU_RULES = {"querygen_shard"}  # only in the DAG with newcorpus.enabled
 SHARED_DATA = Path(os.environ.get("UTILANN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -176,3 +191,125 @@ def planned_jobs(output: str) -> dict[str, int]:
 @pytest.fixture
 def workflow(tmp_path: Path) -> Workflow:
     return Workflow(tmp_path)
+
+
+# --- the paper config's DAG as the SLURM executor would submit it -------------------------
+
+
+def submission_plan(
+    workdir: Path, *extra: str, configfiles: tuple[Path, ...] = (PAPER,)
+) -> dict[str, list[tuple[object, str]]]:
+    """{rule: [(job, sbatch line)]} for the GPU rules, as the SLURM executor would submit;
+    under the key ``"local"`` the jobs that run where Snakemake runs, under ``"all"`` every
+    job of the DAG (no sbatch line).
+
+    The set-up mirrors snakemake.cli.args_to_api and Workflow.execute up to the point where
+    the executor gets the jobs: the workflow gets the SLURM plugin and its settings before
+    the DAG is built, so that groups form as they do on a cluster.
+    """
+    from snakemake.api import SnakemakeApi
+    from snakemake.cli import parse_args
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        ExecutionSettings,
+        OutputSettings,
+        Quietness,
+        ResourceSettings,
+    )
+    from snakemake_executor_plugin_slurm import Executor
+    from snakemake_executor_plugin_slurm.partitions import read_partition_file
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+    argv = [
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--slurm-partition-config",
+        str(PARTITIONS),
+        *extra,
+        "--configfile",
+        *map(str, configfiles),
+    ]
+    _, args = parse_args(argv)
+    plugin = ExecutorPluginRegistry().get_plugin(args.executor)
+    settings = plugin.get_settings(args)
+    # The executor's partition choice with its own state: the partition file, no sinfo.
+    executor = SimpleNamespace(
+        _partitions=read_partition_file(settings.partition_config),
+        _fallback_partition="",
+        logger=logging.getLogger("submission_plan"),
+    )
+    plan: dict[str, list[tuple[object, str]]] = {}
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(
+                cores=args.cores,
+                nodes=args.jobs,
+                local_cores=args.local_cores,
+                max_threads=args.max_threads,
+                resources=args.resources,
+                overwrite_threads=args.set_threads,
+                overwrite_resources=args.set_resources,
+                default_resources=args.default_resources,
+            ),
+            config_settings=ConfigSettings(configfiles=args.configfile),
+            snakefile=args.snakefile,
+            workdir=args.directory,
+        )
+        workflow_api.dag(DAGSettings())
+        workflow = workflow_api._workflow
+        workflow._executor_plugin = plugin
+        workflow.executor_settings = settings
+        workflow.execution_settings = ExecutionSettings()
+        workflow._prepare_dag(
+            forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True
+        )
+        workflow._build_dag()
+        dag = workflow.dag
+        dag.update_groups()
+        for job in dag.needrun_jobs():
+            plan.setdefault("all", []).append((job, ""))
+            if workflow.is_local(job.rule):
+                plan.setdefault("local", []).append((job, ""))
+            if job.rule.name not in GPU_RULES | NEWCORPUS_GPU_RULES:
+                continue
+            submitted = dag.get_job_group(job) or job
+            params = {
+                "run_uuid": "RUN",
+                "slurm_logfile": "slurm.log",
+                "comment_str": f"rule_{submitted.name}",
+                "account": "",
+                "partition": Executor.get_partition_arg(executor, submitted),
+                "workdir": str(workdir),
+            }
+            line = get_submit_command(submitted, params, settings=settings)
+            plan.setdefault(job.rule.name, []).append((job, line + set_gres_string(submitted)))
+    return plan
+
+
+def sbatch_options(line: str) -> dict[str, str]:
+    """The options of an sbatch line: --gpus, --cpus-per-task, --mem, -t, -p, -C."""
+    words = shlex.split(line)
+    options = {}
+    for i, word in enumerate(words):
+        if word.startswith("--") and "=" in word:
+            key, value = word.split("=", 1)
+            options[key] = value
+        elif word in ("--mem", "-t", "-p", "-C"):
+            options[word] = words[i + 1]
+    return options
+
+
+@pytest.fixture(scope="session")
+def paper_plan(tmp_path_factory):
+    """The paper config's submission plan, built once per session (~1 min: 5,000+ jobs) for
+    tests/e2e/test_submission_plan.py and tests/e2e/test_paper_settings.py."""
+    return submission_plan(
+        tmp_path_factory.mktemp("plan"), "--set-resources", "annotate_shard:gpu_model=a100"
+    )

@@ -192,22 +192,40 @@ def retrieval_runs(config: Config) -> list[str]:
 # --- RAG -----------------------------------------------------------------------------------
 
 
+def rag_generators(config: Config) -> dict[str | None, str | None]:
+    """``{label: model}`` of the LLMs that answer every RAG target.
+
+    ``rag.generators`` names several (the paper: Llama-3.1-8B-Instruct and Qwen2.5-32B-Instruct,
+    Tables 4, 5 and 13); empty, the one ``rag.generator.model`` answers, without a label. A
+    null model is the annotation LLM (``llm.model``).
+    """
+    named = dict(config["rag"]["generators"])
+    return named or {None: config["rag"]["generator"]["model"]}
+
+
 def rag_targets(config: Config) -> dict[Target, Mapping[str, Any]]:
-    """The ``rag.targets`` entries by (dataset, name); each dataset must be declared.
+    """The ``rag.targets`` entries by (dataset, name), once per generator; each dataset must
+    be declared.
 
     A target's name (its ``split`` unless it sets ``name``) is the ``split`` of its file names
     and metrics rows, so one split can be answered twice (top 1 and top 5: paper Table 13).
+    With labelled generators (``rag.generators``) each target is answered by each of them
+    under ``<name>-<label>``; every entry carries its ``generator`` (model, None = the
+    annotation LLM) and ``generator_label`` (None without ``rag.generators``).
     """
     targets: dict[Target, Mapping[str, Any]] = {}
+    generators = rag_generators(config)
     for entry in config["rag"]["targets"]:
         dataset_entry(config, entry["dataset"])
-        key = (entry["dataset"], entry["name"] or entry["split"])
-        if key in targets:
-            raise ValueError(
-                f"rag.targets lists {key[0]}/{key[1]} twice; give one of them a `name` (e.g. "
-                f"{entry['split']}-top{entry['top_k']})"
-            )
-        targets[key] = entry
+        base = entry["name"] or entry["split"]
+        for label, model in generators.items():
+            key = (entry["dataset"], f"{base}-{label}" if label else base)
+            if key in targets:
+                raise ValueError(
+                    f"rag.targets lists {key[0]}/{key[1]} twice; give one of them a `name` "
+                    f"(e.g. {entry['split']}-top{entry['top_k']})"
+                )
+            targets[key] = {**entry, "generator": model, "generator_label": label}
     return targets
 
 
@@ -250,6 +268,8 @@ def rag_target_list(config: Config) -> list[dict[str, Any]]:
             "source_split": t["split"],
             "top_k": t["top_k"],
             "measures": list(t["measures"]),
+            "generator": t["generator_label"],
+            "base": t["name"] or t["split"],
         }
         for (d, name), t in rag_targets(config).items()
     ]
@@ -292,7 +312,7 @@ def hub_llms(config: Config) -> dict[str, str]:
     Hybrid-Test judge, REPLUG scorer)."""
     names = [
         config["llm"]["model"],
-        config["rag"]["generator"]["model"],
+        *rag_generators(config).values(),
         config["evaluation"]["hybrid"]["judge"]["model"],
         config["replug"]["model"],
     ]
@@ -307,9 +327,20 @@ def annotation_decoding(config: Config, steps: Sequence[str]) -> dict[str, str]:
     return {step: decoding.get(step, "free") for step in steps}
 
 
-def rag_generator(config: Config) -> dict[str, Any]:
-    """The generator LLM: ``rag.generator.model``, else the annotation LLM (``llm.model``)."""
-    return llm_job(config, config["rag"]["generator"]["model"])
+def rag_generator(config: Config, target: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The generator LLM of one RAG target (an entry of :func:`rag_targets`), else of the
+    experiment (``rag.generator.model``); a null model is the annotation LLM (``llm.model``)."""
+    model = target["generator"] if target else config["rag"]["generator"]["model"]
+    return llm_job(config, model)
+
+
+def generator_names(config: Config) -> str:
+    """The RAG generators as the report's notes name them (``label: model`` when labelled)."""
+    llm = config["llm"]["model"]
+    return ", ".join(
+        f"{label}: {model or llm}" if label else (model or llm)
+        for label, model in rag_generators(config).items()
+    )
 
 
 def hybrid_judge(config: Config) -> dict[str, Any]:
@@ -565,7 +596,7 @@ def report_settings(
         bm25={k: config["bm25"][k] for k in ("variant", "k1", "b")},
         rag_runs=rag_runs(config),
         rag_targets=rag_target_list(config),
-        generator=rag_generator(config)["model"],
+        generator=generator_names(config),
         specs=run_settings(specs),
         primary=primary_target(config),
         baseline=baseline,

@@ -10,137 +10,11 @@ per GPU, one GPU per encoding/search job, a CPU per worker, memory and time from
 
 from __future__ import annotations
 
-import logging
-import shlex
-from pathlib import Path
-from types import SimpleNamespace
-
 import pytest
 import yaml
-from conftest import REPO
+from conftest import GPU_RULES, PAPER, sbatch_options, submission_plan
 
 pytestmark = pytest.mark.e2e
-
-PAPER = REPO / "config" / "experiments" / "msmarco-paper.yaml"
-PARTITIONS = REPO / "profiles" / "slurm" / "partitions.example.yaml"
-GPU_RULES = {
-    "annotate_shard",
-    "replug_score",
-    "rag_generate",
-    "hybrid_judge",
-    "train",
-    "encode_corpus",
-    "dense_search",
-}
-NEWCORPUS_GPU_RULES = {"querygen_shard"}  # only in the DAG with newcorpus.enabled
-
-
-def submission_plan(
-    workdir: Path, *extra: str, configfiles: tuple[Path, ...] = (PAPER,)
-) -> dict[str, list[tuple[object, str]]]:
-    """{rule: [(job, sbatch line)]} for the GPU rules, as the SLURM executor would submit;
-    under the key ``"local"`` the jobs that run where Snakemake runs (no sbatch line).
-
-    The set-up mirrors snakemake.cli.args_to_api and Workflow.execute up to the point where
-    the executor gets the jobs: the workflow gets the SLURM plugin and its settings before
-    the DAG is built, so that groups form as they do on a cluster.
-    """
-    from snakemake.api import SnakemakeApi
-    from snakemake.cli import parse_args
-    from snakemake.settings.types import (
-        ConfigSettings,
-        DAGSettings,
-        ExecutionSettings,
-        OutputSettings,
-        Quietness,
-        ResourceSettings,
-    )
-    from snakemake_executor_plugin_slurm import Executor
-    from snakemake_executor_plugin_slurm.partitions import read_partition_file
-    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
-    from snakemake_executor_plugin_slurm.utils import set_gres_string
-    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
-
-    argv = [
-        "--profile",
-        str(REPO / "profiles" / "slurm"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--slurm-partition-config",
-        str(PARTITIONS),
-        *extra,
-        "--configfile",
-        *map(str, configfiles),
-    ]
-    _, args = parse_args(argv)
-    plugin = ExecutorPluginRegistry().get_plugin(args.executor)
-    settings = plugin.get_settings(args)
-    # The executor's partition choice with its own state: the partition file, no sinfo.
-    executor = SimpleNamespace(
-        _partitions=read_partition_file(settings.partition_config),
-        _fallback_partition="",
-        logger=logging.getLogger("submission_plan"),
-    )
-    plan: dict[str, list[tuple[object, str]]] = {}
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow_api = api.workflow(
-            resource_settings=ResourceSettings(
-                cores=args.cores,
-                nodes=args.jobs,
-                local_cores=args.local_cores,
-                max_threads=args.max_threads,
-                resources=args.resources,
-                overwrite_threads=args.set_threads,
-                overwrite_resources=args.set_resources,
-                default_resources=args.default_resources,
-            ),
-            config_settings=ConfigSettings(configfiles=args.configfile),
-            snakefile=args.snakefile,
-            workdir=args.directory,
-        )
-        workflow_api.dag(DAGSettings())
-        workflow = workflow_api._workflow
-        workflow._executor_plugin = plugin
-        workflow.executor_settings = settings
-        workflow.execution_settings = ExecutionSettings()
-        workflow._prepare_dag(
-            forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True
-        )
-        workflow._build_dag()
-        dag = workflow.dag
-        dag.update_groups()
-        for job in dag.needrun_jobs():
-            if workflow.is_local(job.rule):
-                plan.setdefault("local", []).append((job, ""))
-            if job.rule.name not in GPU_RULES | NEWCORPUS_GPU_RULES:
-                continue
-            submitted = dag.get_job_group(job) or job
-            params = {
-                "run_uuid": "RUN",
-                "slurm_logfile": "slurm.log",
-                "comment_str": f"rule_{submitted.name}",
-                "account": "",
-                "partition": Executor.get_partition_arg(executor, submitted),
-                "workdir": str(workdir),
-            }
-            line = get_submit_command(submitted, params, settings=settings)
-            plan.setdefault(job.rule.name, []).append((job, line + set_gres_string(submitted)))
-    return plan
-
-
-def sbatch_options(line: str) -> dict[str, str]:
-    """The options of an sbatch line: --gpus, --cpus-per-task, --mem, -t, -p, -C."""
-    words = shlex.split(line)
-    options = {}
-    for i, word in enumerate(words):
-        if word.startswith("--") and "=" in word:
-            key, value = word.split("=", 1)
-            options[key] = value
-        elif word in ("--mem", "-t", "-p", "-C"):
-            options[word] = words[i + 1]
-    return options
 
 
 @pytest.fixture(scope="module")
@@ -149,27 +23,26 @@ def paper():
 
 
 @pytest.fixture(scope="module")
-def plan(tmp_path_factory):
-    return submission_plan(
-        tmp_path_factory.mktemp("plan"), "--set-resources", "annotate_shard:gpu_model=a100"
-    )
+def plan(paper_plan):
+    return paper_plan
 
 
 def test_every_gpu_rule_of_the_paper_config_is_planned(plan):
-    assert set(plan) == GPU_RULES | {"local"}
-    counts = {rule: len(jobs) for rule, jobs in plan.items() if rule != "local"}
-    # 64 annotation shards, each also scored for REPLUG; one Hybrid-Test judge; 48 trained runs
-    # (+ zero-shot) x the encode shards of every corpus (MS MARCO 8, the large BEIR corpora 3-5
-    # each: 30) + 21 one-shard corpora (8 BEIR, CQADupStack's 12 forums, NQ-oracle); every run
-    # searched on 29 splits (MS MARCO dev/DL19/DL20, 13 BEIR, 12 CQADupStack forums, NQ-oracle).
+    assert set(plan) == GPU_RULES | {"local", "all"}
+    counts = {rule: len(jobs) for rule, jobs in plan.items() if rule not in ("local", "all")}
+    # 64 annotation shards, each also scored for REPLUG; one Hybrid-Test judge; 4 RAG targets
+    # (MS MARCO QA top 1 and top 5, NQ, HotpotQA) x 2 generators; 48 trained runs (+ zero-shot)
+    # x the encode shards of every corpus (MS MARCO 8, the large BEIR corpora 3-5 each: 30)
+    # + 20 one-shard corpora (8 BEIR, CQADupStack's 12 forums); every run searched on 28 splits
+    # (MS MARCO dev/DL19/DL20, 13 BEIR, 12 CQADupStack forums).
     assert counts == {
         "annotate_shard": 64,
         "replug_score": 64,
-        "rag_generate": 1,
+        "rag_generate": 4 * 2,
         "hybrid_judge": 1,
         "train": 48,
-        "encode_corpus": 49 * (30 + 21),
-        "dense_search": 49 * 29,
+        "encode_corpus": 49 * (30 + 20),
+        "dense_search": 49 * 28,
     }
 
 
@@ -231,8 +104,7 @@ def test_encoding_and_search_use_one_gpu_each(plan, paper):
             evaluated += with_evaluation
             assert int(opts["-t"]) == res["runtime"] + 30 * with_evaluation, line
     # Every run on the 17 evaluation targets, CQADupStack as its 12 forums (their mean is a
-    # local job); NQ-oracle (a RAG target only) is not evaluated, nor is the Hybrid Test here
-    # (a local job once the judge has labelled the runs' pool).
+    # local job); not the Hybrid Test here (a local job once the judge has labelled the pool).
     targets = paper["evaluation"]["targets"]
     forums = len(paper["datasets"]["cqadupstack"]["subsets"])
     assert evaluated == 49 * (len(targets) - 1 + forums) == 49 * 28
@@ -251,19 +123,26 @@ def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
         "metrics_table",
         "check_reproduction",
         "significance",
-        "rag_score",
+        # not rag_score: MS MARCO QA's BERTScore (a model over every answer) makes it a job
         "report_tables",
         "plot_utilrank_threshold",
         "plot_human_ratio",
         "all",
     }
     qwen = "resources/models/hub/Qwen--Qwen2.5-32B-Instruct-GPTQ-Int8"
+    llama = "resources/models/hub/meta-llama--Llama-3.1-8B-Instruct"
     fetched = {
         str(f) for job, _ in plan["local"] if job.rule.name == "fetch_model" for f in job.output
     }
-    assert fetched == {qwen}  # once: 64 annotation + 64 REPLUG jobs, the RAG job, the judge
-    for rule in ("annotate_shard", "replug_score", "rag_generate", "hybrid_judge"):
+    # Each once: Qwen for 64 annotation + 64 REPLUG jobs, 4 RAG jobs and the judge; Llama for
+    # the other 4 RAG jobs.
+    assert fetched == {qwen, llama}
+    for rule in ("annotate_shard", "replug_score", "hybrid_judge"):
         assert all(qwen in map(str, job.input) for job, _ in plan[rule])
+    generators = sorted(
+        next(str(f) for f in job.input if "/hub/" in str(f)) for job, _ in plan["rag_generate"]
+    )
+    assert generators == sorted([llama] * 4 + [qwen] * 4)
 
 
 def test_a_gpu_count_that_does_not_match_the_engine_is_refused(tmp_path):

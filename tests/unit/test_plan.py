@@ -188,6 +188,8 @@ def test_rag_target_defaults_come_from_the_schema():
             "source_split": "test",
             "top_k": 5,
             "measures": ["EM", "F1"],
+            "generator": None,
+            "base": "test",
         }
     ]
 
@@ -332,3 +334,37 @@ def test_annotation_decoding_per_step():
         "answer": "free",
         "utilsel": "free",
     }
+
+
+def test_each_rag_target_is_answered_by_each_labelled_generator():
+    cfg = config(
+        datasets=PAPER_LIKE["datasets"],
+        rag={
+            "generators": {"llama": "meta-llama/Llama-3.1-8B-Instruct", "annotator": None},
+            "targets": [
+                {"dataset": "msmarco", "split": "dev", "top_k": 1},
+                {"dataset": "msmarco", "split": "dev", "top_k": 5, "name": "dev-top5"},
+            ],
+        },
+    )
+    targets = plan.rag_targets(cfg)
+    assert list(targets) == [
+        ("msmarco", "dev-llama"),
+        ("msmarco", "dev-annotator"),
+        ("msmarco", "dev-top5-llama"),
+        ("msmarco", "dev-top5-annotator"),
+    ]
+    llama = plan.rag_generator(cfg, targets[("msmarco", "dev-top5-llama")])
+    assert llama["path"] == "resources/models/hub/meta-llama--Llama-3.1-8B-Instruct"
+    annotator = plan.rag_generator(cfg, targets[("msmarco", "dev-annotator")])
+    assert annotator["model"] == cfg["llm"]["model"]  # null = the annotation LLM
+    assert [(t["split"], t["base"], t["generator"]) for t in plan.rag_target_list(cfg)] == [
+        ("dev-llama", "dev", "llama"),
+        ("dev-annotator", "dev", "annotator"),
+        ("dev-top5-llama", "dev-top5", "llama"),
+        ("dev-top5-annotator", "dev-top5", "annotator"),
+    ]
+    assert "meta-llama--Llama-3.1-8B-Instruct" in plan.hub_llms(cfg)
+    assert plan.generator_names(cfg) == (
+        f"llama: meta-llama/Llama-3.1-8B-Instruct, annotator: {cfg['llm']['model']}"
+    )

@@ -307,3 +307,75 @@ def test_dagger_markers_follow_the_main_markers():
     assert (
         "†: significantly different from the run's second baseline (utilsel against replug)" in note
     )
+
+
+# Two generators answer MS MARCO QA with top 1 and top 5 (rag.generators: paper Tables 4, 13).
+GENERATOR_TARGETS = [
+    {
+        "dataset": "ms",
+        "split": f"{base}-{gen}",
+        "base": base,
+        "source_split": "dev",
+        "top_k": k,
+        "measures": ["BLEU-4", "ROUGE-L"],
+        "generator": gen,
+    }
+    for base, k in (("dev", 1), ("dev-top5", 5))
+    for gen in ("llama", "qwen")
+]
+
+
+def generator_rows():
+    rows = []
+    for run, shift in (("human", 0.0), ("utilsel", -0.01)):
+        for t in GENERATOR_TARGETS:
+            k, bleu = t["top_k"], 0.14 if t["generator"] == "llama" else 0.12
+            rows += [
+                (run, "ms", t["split"], f"R@{k}", (0.25 if k == 1 else 0.55) + shift),
+                (run, "ms", t["split"], "BLEU-4", bleu + shift),
+                (run, "ms", t["split"], "ROUGE-L", 0.35 + shift),
+            ]
+    return rows
+
+
+def test_table4_has_recall_once_then_each_generators_measures():
+    from utilann.report.tables import rag_table
+
+    table = rag_table(metrics(generator_rows()), None, ["human", "utilsel"], GENERATOR_TARGETS)
+    assert list(table.values.columns) == [
+        ("ms/dev", "Recall"),
+        ("ms/dev", "llama BLEU-4"),
+        ("ms/dev", "llama ROUGE-L"),
+        ("ms/dev", "qwen BLEU-4"),
+        ("ms/dev", "qwen ROUGE-L"),
+        ("ms/dev-top5", "Recall"),
+        ("ms/dev-top5", "llama BLEU-4"),
+        ("ms/dev-top5", "llama ROUGE-L"),
+        ("ms/dev-top5", "qwen BLEU-4"),
+        ("ms/dev-top5", "qwen ROUGE-L"),
+    ]
+    assert table.values.loc["utilsel"].tolist()[:5] == pytest.approx([0.24, 0.13, 0.34, 0.11, 0.34])
+
+
+def test_table13_puts_both_generators_of_one_top_k_in_one_row():
+    groups = topk_groups(GENERATOR_TARGETS)
+    assert [[(t["top_k"], t["generator"]) for t in g] for g in groups] == [
+        [(1, "llama"), (1, "qwen"), (5, "llama"), (5, "qwen")]
+    ]
+    table = topk_table(metrics(generator_rows()), None, ["human", "utilsel"], groups)
+    assert list(table.values.columns) == [
+        "Recall",
+        "llama BLEU-4",
+        "llama ROUGE-L",
+        "qwen BLEU-4",
+        "qwen ROUGE-L",
+    ]
+    assert list(table.values.index) == [
+        ("ms/dev", "1", "human"),
+        ("ms/dev", "1", "utilsel"),
+        ("ms/dev", "5", "human"),
+        ("ms/dev", "5", "utilsel"),
+    ]
+    assert table.values.loc[("ms/dev", "5", "human")].tolist() == pytest.approx(
+        [0.55, 0.14, 0.35, 0.12, 0.35]
+    )

@@ -91,7 +91,6 @@ RAG = config["rag"]
 RAG_TARGETS = plan.rag_targets(config)
 RAG_RUNS = plan.rag_runs(config)
 plan.check_rag_measures(config)
-RAG_GENERATOR = plan.rag_generator(config)
 HUB_LLMS = plan.hub_llms(config)
 # Answers are cached by content in the one LLM store (llm.cache_dir), one file per generation
 # job: shared by steps and experiments, never deleted on failure.
@@ -705,7 +704,7 @@ def get_rag_generate_input(wildcards):
         "corpus": f"{DATA}/{wildcards.dataset}/corpus",
         "answers": get_rag_answers(wildcards),
     }
-    model = llm_model_input(RAG_GENERATOR["model"])
+    model = llm_model_input(get_rag_generator(wildcards)["model"])
     if model:
         inputs["model"] = model
     return inputs
@@ -732,9 +731,14 @@ def get_rag_question_params(wildcards):
     }
 
 
+def get_rag_generator(wildcards):
+    """The LLM that answers this job's target (its generator, else the annotation LLM)."""
+    return plan.rag_generator(config, get_rag_target(wildcards))
+
+
 def get_rag_generator_params(wildcards):
     return {
-        **RAG_GENERATOR,
+        **get_rag_generator(wildcards),
         "sampling": plan.rag_sampling(config, get_rag_target(wildcards)),
         "batch_size": RAG["generator"]["batch_size"],
     }
@@ -761,6 +765,17 @@ def get_rag_bertscore(wildcards):
     if "BERTScore" not in get_rag_target(wildcards)["measures"]:
         return None
     return dict(RAG["bertscore"])
+
+
+def get_reproduction_input(wildcards):
+    """The metrics table and the matrix; the annotation report too (paper Table 1's rows)."""
+    inputs = {
+        "metrics": f"{EXP}/metrics.parquet",
+        "expected": repo_file(config["evaluation"]["reproduction"]),
+    }
+    if REPORT_SETTINGS.annotation:
+        inputs["annotation"] = f"{ANN}/report.parquet"
+    return inputs
 
 
 def get_report_tables_input(wildcards):

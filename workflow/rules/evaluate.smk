@@ -95,14 +95,16 @@ rule metrics_table:
 
 rule check_reproduction:
     input:
-        metrics=f"{EXP}/metrics.parquet",
-        expected=repo_file(config["evaluation"]["reproduction"]),
+        unpack(get_reproduction_input),
     output:
         f"{EXP}/reproduction.tsv",
     log:
         f"{LOGS}/check_reproduction.log",
     conda:
         "../../envs/core.yaml"
+    params:
+        experiment=config["experiment"],
+        train={k: config["train"][k] for k in ("dataset", "split")},
     script:
         "../scripts/check_reproduction.py"
 

@@ -33,6 +33,7 @@ from utilann.report.tables import (
     accuracy_targets,
     annotation_table,
     dataset_table,
+    main_rag_targets,
     rag_table,
     retrieval_table,
     topk_groups,
@@ -470,7 +471,7 @@ TABLES: dict[str, TableEntry] = {
             category="3. RAG",
             applies=lambda s: bool(s.rag_targets),
             builder=lambda s, d, notes: rag_table(
-                d.rag, d.significance, s.rag_runs, s.rag_targets, notes=notes
+                d.rag, d.significance, s.rag_runs, main_rag_targets(s.rag_targets), notes=notes
             ),
             notes=_rag_notes,
         ),

@@ -32,16 +32,19 @@ def _runs_by_target(
     columns: Sequence[tuple[str, str, str]],
     title: str,
     notes: Sequence[str],
+    labels: Sequence[tuple[str, str]] | None = None,
 ) -> ReportTable:
-    """A runs x (dataset/split, measure) table: Tables 2 and 4/5 share this layout."""
+    """A runs x (dataset/split, measure) table: Tables 2 and 4/5 share this layout.
+
+    ``labels`` are the shown (group, column) names of ``columns`` (default: the target's
+    ``dataset/split`` and the measure).
+    """
     rows = present_runs(values, runs)
     data, marks = grid(values, markers, rows, columns, lambda r, c: (r, *c))
-    labels = (
-        pd.MultiIndex.from_tuples([(target_label(d, s), m) for d, s, m in columns])
-        if columns
-        else []
-    )
-    data.columns = marks.columns = labels
+    if labels is None:
+        labels = [(target_label(d, s), m) for d, s, m in columns]
+    shown = pd.MultiIndex.from_tuples(list(labels)) if columns else []
+    data.columns = marks.columns = shown
     data.index = marks.index = pd.Index(rows, name="run")
     return ReportTable(title=title, values=data, markers=marks, notes=list(notes))
 
@@ -111,12 +114,33 @@ def dataset_table(
 # --- Tables 4/5: RAG -----------------------------------------------------------------------
 
 
-def rag_columns(targets: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
-    """(dataset, split, measure) columns of the RAG table: R@k ("Recall") first, then answers."""
+def rag_columns(
+    targets: Sequence[Mapping[str, Any]],
+) -> list[tuple[tuple[str, str, str], tuple[str, str]]]:
+    """The RAG table's columns as (metrics key (dataset, split, measure), shown label).
+
+    R@k ("Recall") comes first, then the answer measures. Targets answered by several
+    generators (``rag.generators``) share one column group, as the paper's Tables 4/5: the
+    Recall once (every generator reads the same passages), then each generator's measures
+    (``llama BLEU-3`` ... ``qwen BLEU-3`` ...).
+    """
     columns = []
+    recall_shown = set()
     for t in targets:
-        names = [f"R@{int(t['top_k'])}", *t["measures"]]
-        columns += [(t["dataset"], t["split"], m) for m in dict.fromkeys(names)]
+        generator = t.get("generator")
+        group = target_label(t["dataset"], t.get("base", t["split"]) if generator else t["split"])
+        recall = f"R@{int(t['top_k'])}"
+        if generator is None:
+            names = dict.fromkeys([recall, *t["measures"]])
+            columns += [((t["dataset"], t["split"], m), (group, m)) for m in names]
+            continue
+        if group not in recall_shown:
+            recall_shown.add(group)
+            columns.append(((t["dataset"], t["split"], recall), (group, "Recall")))
+        columns += [
+            ((t["dataset"], t["split"], m), (group, f"{generator} {m}"))
+            for m in dict.fromkeys(t["measures"])
+        ]
     return columns
 
 
@@ -130,19 +154,21 @@ def rag_table(
 ) -> ReportTable:
     """Tables 4/5: runs x (QA split, measure): R@k of the passages fed in, then EM/F1/...
 
-    ``targets`` are the ``rag.targets`` entries (dataset, split, top_k, measures). A measure
-    that was not computed (BERTScore without a model) is dropped from the columns.
+    ``targets`` are the ``rag.targets`` entries (dataset, split, top_k, measures, and the
+    generator label and base name with ``rag.generators``). A measure that was not computed
+    (BERTScore without a model) is dropped from the columns.
     """
     values, markers = metric_values(metrics), significance_markers(significance)
     computed = {k[1:] for k in values}
-    columns = [c for c in rag_columns(targets) if c in computed]
+    chosen = [(key, shown) for key, shown in rag_columns(targets) if key in computed]
     return _runs_by_target(
         values,
         markers,
         runs,
-        columns,
+        [key for key, _ in chosen],
         "Tables 4/5: RAG answer quality from each run's top-k passages",
         notes,
+        labels=[shown for _, shown in chosen],
     )
 
 
@@ -227,13 +253,25 @@ def accuracy_table(
 # --- Table 13: RAG with top 1 vs top k -----------------------------------------------------
 
 
+def main_rag_targets(targets: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Tables 4/5's targets: a split answered with several top-k (Table 13) shows there with
+    its first-listed top-k only (the paper's Table 4 is MS MARCO QA with top 1)."""
+    first: dict[tuple[str, str], Any] = {}
+    for t in targets:
+        first.setdefault((t["dataset"], t.get("source_split", t["split"])), t["top_k"])
+    return [
+        t for t in targets if t["top_k"] == first[(t["dataset"], t.get("source_split", t["split"]))]
+    ]
+
+
 def topk_groups(targets: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
-    """RAG targets answering the same split with different top-k (Table 13), by top-k."""
+    """RAG targets answering the same split with different top-k (Table 13), by top-k (and
+    generator, for targets answered by several)."""
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for t in targets:
         groups.setdefault((t["dataset"], t.get("source_split", t["split"])), []).append(t)
     return [
-        sorted(group, key=lambda t: t["top_k"])
+        sorted(group, key=lambda t: (t["top_k"], t.get("generator") or ""))
         for group in groups.values()
         if len({t["top_k"] for t in group}) > 1
     ]
@@ -249,23 +287,34 @@ def topk_table(
 ) -> ReportTable:
     """Table 13: (split, top-k, run) rows x measure columns; "Recall" is R@k of the k passages.
 
-    Each group is one split answered with several top-k (MS MARCO QA with 1 and 5). A measure
+    Each group is one split answered with several top-k (MS MARCO QA with 1 and 5). Targets of
+    one top-k answered by several generators share a row: Recall once, then each generator's
+    measures (``llama BLEU-3`` ...), as the paper's Llama and Qwen column groups. A measure
     computed for no row (BERTScore without a model) is dropped from the columns.
     """
     values, markers = metric_values(metrics), significance_markers(significance)
-    columns = ["Recall", *dict.fromkeys(m for g in groups for t in g for m in t["measures"])]
+
+    def shown(t: Mapping[str, Any], measure: str) -> str:
+        return f"{t['generator']} {measure}" if t.get("generator") else measure
+
+    columns = ["Recall"]
+    columns += dict.fromkeys(shown(t, m) for g in groups for t in g for m in t["measures"])
     records, marks, index = [], [], []
     for group in groups:
         dataset, source = group[0]["dataset"], group[0].get("source_split", group[0]["split"])
-        for t in group:
-            names = {"Recall": f"R@{t['top_k']}", **{m: m for m in t["measures"]}}
+        for k in dict.fromkeys(t["top_k"] for t in group):
+            same_k = [t for t in group if t["top_k"] == k]
             for run in runs:
-                cells = {col: (run, dataset, t["split"], m) for col, m in names.items()}
+                cells = {"Recall": (run, dataset, same_k[0]["split"], f"R@{k}")}
+                for t in same_k:
+                    cells.update(
+                        {shown(t, m): (run, dataset, t["split"], m) for m in t["measures"]}
+                    )
                 if not any(c in values for c in cells.values()):
                     continue
                 records.append({col: values.get(c, math.nan) for col, c in cells.items()})
                 marks.append({col: markers.get(c, "") for col, c in cells.items()})
-                index.append((target_label(dataset, source), str(t["top_k"]), run))
+                index.append((target_label(dataset, source), str(k), run))
     data = pd.DataFrame(records, columns=columns).dropna(axis=1, how="all")
     marked = pd.DataFrame(marks, columns=columns).reindex(columns=data.columns).fillna("")
     labels = (
