@@ -33,12 +33,13 @@ GPU_RULES = {
     "dense_search",
 }
 NEWCORPUS_GPU_RULES = {"querygen_shard"}  # only in the DAG with newcorpus.enabled
+CPU_RULES = {"evaluate_run"}  # cluster jobs without a GPU whose lines are checked too
 
 
 def submission_plan(
     workdir: Path, *extra: str, configfiles: tuple[Path, ...] = (PAPER,)
 ) -> dict[str, list[tuple[object, str]]]:
-    """{rule: [(job, sbatch line)]} for the GPU rules, as the SLURM executor would submit;
+    """{rule: [(job, sbatch line)]} for the GPU and CPU_RULES, as the SLURM executor would submit;
     under the key ``"local"`` the jobs that run where Snakemake runs (no sbatch line).
 
     The set-up mirrors snakemake.cli.args_to_api and Workflow.execute up to the point where
@@ -114,7 +115,7 @@ def submission_plan(
         for job in dag.needrun_jobs():
             if workflow.is_local(job.rule):
                 plan.setdefault("local", []).append((job, ""))
-            if job.rule.name not in GPU_RULES | NEWCORPUS_GPU_RULES:
+            if job.rule.name not in GPU_RULES | NEWCORPUS_GPU_RULES | CPU_RULES:
                 continue
             submitted = dag.get_job_group(job) or job
             params = {
@@ -156,8 +157,8 @@ def plan(tmp_path_factory):
 
 
 def test_every_gpu_rule_of_the_paper_config_is_planned(plan):
-    assert set(plan) == GPU_RULES | {"local"}
-    counts = {rule: len(jobs) for rule, jobs in plan.items() if rule != "local"}
+    assert set(plan) == GPU_RULES | CPU_RULES | {"local"}
+    counts = {rule: len(jobs) for rule, jobs in plan.items() if rule in GPU_RULES}
     # 64 annotation shards, each also scored for REPLUG; one Hybrid-Test judge; 48 trained runs
     # (+ zero-shot) x the encode shards of every corpus (MS MARCO 8, the large BEIR corpora 3-5
     # each: 30) + 21 one-shard corpora (8 BEIR, CQADupStack's 12 forums, NQ-oracle); every run
@@ -220,22 +221,28 @@ def test_training_jobs_run_one_torchrun_rank_per_gpu(plan, paper):
 
 def test_encoding_and_search_use_one_gpu_each(plan, paper):
     res = paper["dense"]["resources"]
-    evaluated = 0
     for rule in ("encode_corpus", "dense_search"):
         for _, line in plan[rule]:
             opts = sbatch_options(line)
             assert (int(opts["--gpus"]), int(opts["--cpus-per-task"])) == (1, res["cpus"])
             assert int(opts["--mem"]) == res["mem_mb"] and opts["-p"] == "gpu"
-            # A search runs its evaluation in the same job (group "search"): runtimes add up.
-            with_evaluation = "--comment rule_search_dense_search_evaluate_run " in line
-            evaluated += with_evaluation
-            assert int(opts["-t"]) == res["runtime"] + 30 * with_evaluation, line
-    # Every run on the 17 evaluation targets, CQADupStack as its 12 forums (their mean is a
-    # local job); NQ-oracle (a RAG target only) is not evaluated, nor is the Hybrid Test here
-    # (a local job once the judge has labelled the runs' pool).
+            assert int(opts["-t"]) == res["runtime"], line
+            assert f"--comment rule_{rule}_wildcards_" in line  # a job of its own
+
+
+def test_each_run_is_evaluated_by_one_cpu_job_on_every_target(plan, paper):
+    # One job per retrieval run (bm25 + 48 trained + zero-shot), on the CPU partition, scoring
+    # the 16 plain targets and CQADupStack's 12 forums, then the forums' mean; NQ-oracle (a RAG
+    # target only) is not evaluated, the Hybrid Test is (in the judge's job, above).
     targets = paper["evaluation"]["targets"]
     forums = len(paper["datasets"]["cqadupstack"]["subsets"])
-    assert evaluated == 49 * (len(targets) - 1 + forums) == 49 * 28
+    assert len(plan["evaluate_run"]) == 50
+    for job, line in plan["evaluate_run"]:
+        opts = sbatch_options(line)
+        assert "--gpus" not in opts and opts["-p"] == "cpu", line
+        assert (int(opts["--cpus-per-task"]), int(opts["--mem"]), int(opts["-t"])) == (1, 4000, 60)
+        assert len(job.output) == 2 * (len(targets) + forums) == 2 * 29
+        assert f"eval/{job.wildcards.run}/cqadupstack.test.metrics.parquet" in map(str, job.output)
 
 
 def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
@@ -247,7 +254,6 @@ def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
         "fetch_model",
         "prepare_encoder",
         "hybrid_pool",
-        "average_subsets",
         "metrics_table",
         "check_reproduction",
         "significance",

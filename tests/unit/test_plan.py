@@ -332,3 +332,16 @@ def test_annotation_decoding_per_step():
         "answer": "free",
         "utilsel": "free",
     }
+
+
+def test_one_runs_evaluation_job_scores_subsets_before_their_mean_and_not_the_hybrid():
+    cfg = config(**PAPER_LIKE)
+    assert plan.run_eval_targets(cfg) == [
+        ("msmarco", "dev"),
+        ("msmarco", "dl19"),
+        ("dl19mini", "test"),
+        ("scifact", "test"),
+        ("cqadupstack-android", "test"),
+        ("cqadupstack-gis", "test"),
+        ("cqadupstack", "test"),
+    ]  # ("msmarco", "dev-hybrid") is scored in the judge's job
