@@ -36,6 +36,7 @@ GPU_RULES = {
     "dense_search",
 }
 NEWCORPUS_GPU_RULES = {"querygen_shard"}  # only in the DAG with newcorpus.enabled
+CPU_RULES = {"evaluate_run"}  # cluster jobs without a GPU whose lines are checked too
 SHARED_DATA = Path(os.environ.get("UTILANN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -277,7 +278,7 @@ def submission_plan(
             plan.setdefault("all", []).append((job, ""))
             if workflow.is_local(job.rule):
                 plan.setdefault("local", []).append((job, ""))
-            if job.rule.name not in GPU_RULES | NEWCORPUS_GPU_RULES:
+            if job.rule.name not in GPU_RULES | NEWCORPUS_GPU_RULES | CPU_RULES:
                 continue
             submitted = dag.get_job_group(job) or job
             params = {

@@ -170,6 +170,24 @@ def subset_targets(config: Config) -> dict[Target, list[Target]]:
     return out
 
 
+def run_eval_targets(config: Config) -> list[Target]:
+    """The targets one run's evaluation job scores, in the order it scores them.
+
+    Every evaluation target but the Hybrid Test (its qrels come from the judge, so it is
+    evaluated in the judge's job, for all runs at once); a benchmark with subsets comes as its
+    subsets, then the benchmark itself (their mean, made in the same job). One job per run,
+    not per (run, target): at MS MARCO scale the per-job planning cost of Snakemake, not the
+    evaluation, is what a rerun with nothing to do spends its time on.
+    """
+    hybrid = hybrid_target(config)
+    subsets = subset_targets(config)
+    out: list[Target] = []
+    for target in eval_targets(config):
+        if target != hybrid:
+            out += [*subsets.get(target, []), target]
+    return out
+
+
 def query_max_len(config: Config, dataset: str) -> int:
     """Query token cap for searching ``dataset``: its ``dense.query_max_len_by_dataset`` entry
     (ArguAna's queries are whole arguments), else ``dense.query_max_len``."""

@@ -84,3 +84,10 @@ def test_changing_k1_reruns_only_search_pools_and_evaluation(bm25_workflow):
     proc = bm25_workflow.run("-n", *TARGETS, config="k1.yaml")
     jobs = planned_jobs(proc.stdout)
     assert jobs == {"bm25_search": 2, "build_pools": 1, "evaluate_run": 1}, proc.stdout
+
+
+def test_changing_a_measure_reruns_only_the_evaluation(bm25_workflow):
+    evaluation = {**CONFIG["evaluation"], "measures": ["nDCG@10", "R@100"]}
+    bm25_workflow.write_config("measures.yaml", {**CONFIG, "evaluation": evaluation})
+    proc = bm25_workflow.run("-n", *TARGETS, config="measures.yaml")
+    assert planned_jobs(proc.stdout) == {"evaluate_run": 1}, proc.stdout

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import GPU_RULES, PAPER, sbatch_options, submission_plan
+from conftest import CPU_RULES, GPU_RULES, PAPER, sbatch_options, submission_plan
 
 pytestmark = pytest.mark.e2e
 
@@ -28,8 +28,8 @@ def plan(paper_plan):
 
 
 def test_every_gpu_rule_of_the_paper_config_is_planned(plan):
-    assert set(plan) == GPU_RULES | {"local", "all"}
-    counts = {rule: len(jobs) for rule, jobs in plan.items() if rule not in ("local", "all")}
+    assert set(plan) == GPU_RULES | CPU_RULES | {"local", "all"}
+    counts = {rule: len(jobs) for rule, jobs in plan.items() if rule in GPU_RULES}
     # 64 annotation shards, each also scored for REPLUG; one Hybrid-Test judge; 4 RAG targets
     # (MS MARCO QA top 1 and top 5, NQ, HotpotQA) x 2 generators; 48 trained runs (+ zero-shot)
     # x the encode shards of every corpus (MS MARCO 8, the large BEIR corpora 3-5 each: 30)
@@ -93,21 +93,29 @@ def test_training_jobs_run_one_torchrun_rank_per_gpu(plan, paper):
 
 def test_encoding_and_search_use_one_gpu_each(plan, paper):
     res = paper["dense"]["resources"]
-    evaluated = 0
     for rule in ("encode_corpus", "dense_search"):
         for _, line in plan[rule]:
             opts = sbatch_options(line)
             assert (int(opts["--gpus"]), int(opts["--cpus-per-task"])) == (1, res["cpus"])
             assert int(opts["--mem"]) == res["mem_mb"] and opts["-p"] == "gpu"
-            # A search runs its evaluation in the same job (group "search"): runtimes add up.
-            with_evaluation = "--comment rule_search_dense_search_evaluate_run " in line
-            evaluated += with_evaluation
-            assert int(opts["-t"]) == res["runtime"] + 30 * with_evaluation, line
-    # Every run on the 17 evaluation targets, CQADupStack as its 12 forums (their mean is a
-    # local job); not the Hybrid Test here (a local job once the judge has labelled the pool).
+            assert int(opts["-t"]) == res["runtime"], line
+            assert f"--comment rule_{rule} " in line  # a job of its own, no group
+
+
+def test_each_run_is_evaluated_by_one_cpu_job_on_every_target(plan, paper):
+    # One job per retrieval run (bm25 + 48 trained + zero-shot), on the CPU partition, scoring
+    # the 16 plain targets and CQADupStack's 12 forums, then the forums' mean; the Hybrid Test
+    # is scored in the judge's job (above).
     targets = paper["evaluation"]["targets"]
     forums = len(paper["datasets"]["cqadupstack"]["subsets"])
-    assert evaluated == 49 * (len(targets) - 1 + forums) == 49 * 28
+    assert len(plan["evaluate_run"]) == 50
+    for job, line in plan["evaluate_run"]:
+        opts = sbatch_options(line)
+        assert "--gpus" not in opts and opts["-p"] == "cpu", line
+        assert (int(opts["--cpus-per-task"]), int(opts["--mem"]), int(opts["-t"])) == (1, 4000, 60)
+        assert len(job.output) == 2 * (len(targets) + forums)
+        mean = f"eval/{job.wildcards.run}/cqadupstack.test.metrics.parquet"
+        assert any(str(f).endswith(mean) for f in job.output), job.output
 
 
 def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
@@ -119,7 +127,6 @@ def test_downloads_and_tiny_jobs_run_locally_and_hub_models_come_first(plan):
         "fetch_model",
         "prepare_encoder",
         "hybrid_pool",
-        "average_subsets",
         "metrics_table",
         "check_reproduction",
         "significance",

@@ -368,3 +368,16 @@ def test_each_rag_target_is_answered_by_each_labelled_generator():
     assert plan.generator_names(cfg) == (
         f"llama: meta-llama/Llama-3.1-8B-Instruct, annotator: {cfg['llm']['model']}"
     )
+
+
+def test_one_runs_evaluation_job_scores_subsets_before_their_mean_and_not_the_hybrid():
+    cfg = config(**PAPER_LIKE)
+    assert plan.run_eval_targets(cfg) == [
+        ("msmarco", "dev"),
+        ("msmarco", "dl19"),
+        ("dl19mini", "test"),
+        ("scifact", "test"),
+        ("cqadupstack-android", "test"),
+        ("cqadupstack-gis", "test"),
+        ("cqadupstack", "test"),
+    ]  # ("msmarco", "dev-hybrid") is scored in the judge's job

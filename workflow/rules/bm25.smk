@@ -35,8 +35,6 @@ rule bm25_search:
         f"{LOGS}/bm25_search/{{dataset}}.{{split}}.log",
     benchmark:
         f"{BENCH}/bm25_search/{{dataset}}.{{split}}.tsv"
-    group:
-        "search"
     conda:
         "../../envs/core.yaml"
     threads: BM25["threads"]

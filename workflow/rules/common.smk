@@ -72,6 +72,7 @@ REPLUG_CODE_VERSION = 1
 
 EVAL_TARGETS = plan.eval_targets(config)
 SUBSET_TARGETS = plan.subset_targets(config)
+RUN_EVAL_TARGETS = plan.run_eval_targets(config)
 SUBSET_DATASETS = plan.subset_datasets(config)
 HYBRID = plan.hybrid_target(config)
 DENSE_RUNS = plan.dense_runs(config)
@@ -179,12 +180,67 @@ def querygen_shard_files(name):
     return [name.format(shard=i) for i in range(NEWCORPUS["shards"])]
 
 
+def eval_files(run, dataset, split):
+    """The per-query and aggregate files of one run on one evaluation target."""
+    base = f"{EXP}/eval/{run}/{dataset}.{split}"
+    return {kind: f"{base}.{kind}.parquet" for kind in ("perquery", "metrics")}
+
+
+def eval_outputs(runs, targets):
+    """Named outputs of an evaluation job: every (run, target)'s per-query and metrics file."""
+    files = [eval_files(run, d, s) for run in runs for d, s in targets]
+    return {kind: [f[kind] for f in files] for kind in ("perquery", "metrics")}
+
+
+def eval_item(run, dataset, split):
+    """What the evaluation of `run` on target (dataset, split) reads, scores and writes
+    (utilann.evaluation_job): the run and the qrels it is scored with (the Hybrid Test's golden
+    qrels for its target), its measures (ir_measures names and Acc@k), and the gold answers,
+    queries and corpus when it asks for answer accuracy. A benchmark target (CQADupStack) names
+    its subsets' files instead, which the same job has written before it."""
+    item = {
+        "run": run,
+        "dataset": dataset,
+        "split": split,
+        **eval_files(run, dataset, split),
+    }
+    subsets = SUBSET_TARGETS.get((dataset, split))
+    if subsets:
+        return {**item, "subsets": {d: eval_files(run, d, s) for d, s in subsets}}
+    source = plan.source_split(config, dataset, split)
+    files = split_files(dataset, source)
+    measures = plan.measures_for(config, dataset, split)
+    inputs = {
+        "run_file": f"{EXP}/runs/{run}/{dataset}.{source}.parquet",
+        "qrels": HYBRID_QRELS if (dataset, split) == HYBRID else files["qrels"],
+    }
+    if uses_answer_accuracy(measures):
+        answers = plan.target_entry(config, dataset, split)["answers"]
+        inputs["answers"] = answers_input(answers, dataset)
+        inputs["queries"] = files["queries"]
+        inputs["corpus"] = f"{DATA}/{dataset}/corpus"
+        item["answers_format"] = answers["format"] if answers else None
+    return {**item, **inputs, "measures": measures, "inputs": list(inputs)}
+
+
+def eval_job_input(items):
+    """The files an evaluation job reads: every item's inputs, each once, by kind."""
+    kinds = {}
+    for item in items:
+        for kind in item.get("inputs", []):
+            kinds.setdefault(kind, {})[item[kind]] = None
+    return {kind: list(paths) for kind, paths in kinds.items()}
+
+
+def hybrid_evaluations():
+    """Every retrieval run on the Hybrid Test's target, in one job (group "hybrid")."""
+    return [eval_item(run, *HYBRID) for run in RETRIEVAL_RUNS] if HYBRID else []
+
+
 def retrieval_files(kind):
     """`kind` (metrics, perquery) evaluation files of every retrieval run and target."""
     return [
-        f"{EXP}/eval/{run}/{dataset}.{split}.{kind}.parquet"
-        for run in RETRIEVAL_RUNS
-        for dataset, split in EVAL_TARGETS
+        eval_files(run, d, s)[kind] for run in RETRIEVAL_RUNS for d, s in EVAL_TARGETS
     ]
 
 
@@ -207,8 +263,7 @@ def primary_metric_files(runs):
     if PRIMARY is None:
         return []
     return [
-        f"{EXP}/eval/{run}/{PRIMARY['dataset']}.{PRIMARY['split']}.metrics.parquet"
-        for run in runs
+        eval_files(run, PRIMARY["dataset"], PRIMARY["split"])["metrics"] for run in runs
     ]
 
 
@@ -371,44 +426,13 @@ def get_remove_query(wildcards):
     return plan.remove_query(config, wildcards.dataset)
 
 
-def get_measures(wildcards):
-    """Measures a run is evaluated with on this target (ir_measures names and Acc@k)."""
-    return plan.measures_for(config, wildcards.dataset, wildcards.split)
+def get_run_evaluations(wildcards):
+    """Every target of one run's evaluation job (plan.run_eval_targets)."""
+    return [eval_item(wildcards.run, d, s) for d, s in RUN_EVAL_TARGETS]
 
 
-def get_eval_input(wildcards):
-    """A run and the qrels it is scored with: the Hybrid Test's golden qrels for its target;
-    gold answers, queries and corpus when the target asks for answer accuracy (Acc@k).
-    """
-    d, split = wildcards.dataset, wildcards.split
-    source = plan.source_split(config, d, split)
-    files = split_files(d, source)
-    inputs = {
-        "run": f"{EXP}/runs/{wildcards.run}/{d}.{source}.parquet",
-        "qrels": HYBRID_QRELS if (d, split) == HYBRID else files["qrels"],
-    }
-    if uses_answer_accuracy(get_measures(wildcards)):
-        inputs["answers"] = answers_input(
-            plan.target_entry(config, d, split)["answers"], d
-        )
-        inputs["queries"] = files["queries"]
-        inputs["corpus"] = f"{DATA}/{d}/corpus"
-    return inputs
-
-
-def get_eval_answers_format(wildcards):
-    """Format of the target's gold-answer file (None: the dataset's ingested answers)."""
-    answers = plan.target_entry(config, wildcards.dataset, wildcards.split)["answers"]
-    return answers["format"] if answers else None
-
-
-def get_subset_files(wildcards):
-    """Evaluation files of one run on every subset of a benchmark target (CQADupStack)."""
-    subsets = SUBSET_TARGETS[(wildcards.dataset, wildcards.split)]
-    return {
-        kind: [f"{EXP}/eval/{wildcards.run}/{d}.{s}.{kind}.parquet" for d, s in subsets]
-        for kind in ("perquery", "metrics")
-    }
+def get_run_eval_input(wildcards):
+    return eval_job_input(get_run_evaluations(wildcards))
 
 
 def get_prepare_llm_spec(wildcards):

@@ -50,8 +50,6 @@ rule dense_search:
         f"{BENCH}/dense_search/{{run}}.{{dataset}}.{{split}}.tsv"
     wildcard_constraints:
         run=names_regex(DENSE_RUNS),
-    group:
-        "search"
     conda:
         job_env("train", DENSE_GPUS)
     threads: DENSE_RESOURCES["cpus"]

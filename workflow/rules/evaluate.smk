@@ -2,81 +2,58 @@
 # its reproduction check, and paired t-tests of every run against the baseline over the
 # retrieval and RAG per-query values (config evaluation.significance).
 #
-# On a cluster an evaluation runs in the same job as the search that made its run (group
-# "search": one job instead of two, runtimes added); the tables run where Snakemake runs.
+# One job per run scores it on every target (plan.run_eval_targets; a benchmark's mean over
+# its subsets, CQADupStack's, in the same job), one job scores every run on the Hybrid Test's
+# target: one job per (run, target) cost Snakemake ~1 ms of planning each, on every rerun. On a
+# cluster an evaluation is a small CPU job of its own (no GPU: it waits for no search but its
+# run's); the tables run where Snakemake runs.
 
 
 localrules:
     metrics_table,
     check_reproduction,
     significance,
-    average_subsets,
 
 
 rule evaluate_run:
     input:
-        unpack(get_eval_input),
+        unpack(get_run_eval_input),
     output:
-        per_query=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.perquery.parquet",
-        metrics=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.metrics.parquet",
+        **eval_outputs(["{run}"], RUN_EVAL_TARGETS),
     log:
-        f"{LOGS}/evaluate/{{run}}.{{dataset}}.{{split}}.log",
-    group:
-        "search"
+        f"{LOGS}/evaluate/{{run}}.log",
+    wildcard_constraints:
+        run=names_regex(RETRIEVAL_RUNS),
     conda:
         "../../envs/core.yaml"
     resources:
         mem_mb=4000,
-        runtime=retry_runtime(30),
+        runtime=retry_runtime(60),
     params:
-        measures=get_measures,
-        answers_format=get_eval_answers_format,
+        evaluations=get_run_evaluations,
     script:
         "../scripts/evaluate_run.py"
 
 
 # The Hybrid Test's target scores the runs of its split on golden qrels that the judge made
-# from those runs, so it cannot be in group "search" (the job that made its run): it is in
-# group "hybrid" with the judge, whose job evaluates every run once the qrels are written (a
-# rule in a group is never a local rule, and one job beats one per run).
-ruleorder: evaluate_hybrid > evaluate_run
+# from those runs: its evaluation of every run is one job in group "hybrid" with the judge,
+# run once the qrels are written (a rule in a group is never a local rule).
+if HYBRID:
 
-
-use rule evaluate_run as evaluate_hybrid with:
-    input:
-        unpack(get_eval_input),
-    log:
-        f"{LOGS}/evaluate/{{run}}.{{dataset}}.{{split}}.log",
-    wildcard_constraints:
-        dataset=names_regex([HYBRID[0]] if HYBRID else []),
-        split=names_regex([HYBRID[1]] if HYBRID else []),
-    group:
-        "hybrid"
-
-
-# A benchmark of several datasets (CQADupStack's 12 forums) is one target: the mean of its
-# subsets' figures, as BEIR reports it; its per-query values are the subsets' (query ids
-# prefixed with the subset), which the t-tests pool.
-ruleorder: average_subsets > evaluate_run
-
-
-rule average_subsets:
-    input:
-        unpack(get_subset_files),
-    output:
-        per_query=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.perquery.parquet",
-        metrics=f"{EXP}/eval/{{run}}/{{dataset}}.{{split}}.metrics.parquet",
-    log:
-        f"{LOGS}/evaluate/{{run}}.{{dataset}}.{{split}}.log",
-    wildcard_constraints:
-        dataset=names_regex(sorted({d for d, _ in SUBSET_TARGETS})),
-    conda:
-        "../../envs/core.yaml"
-    resources:
-        mem_mb=4000,
-        runtime=retry_runtime(30),
-    script:
-        "../scripts/average_subsets.py"
+    use rule evaluate_run as evaluate_hybrid with:
+        input:
+            **eval_job_input(hybrid_evaluations()),
+        output:
+            **eval_outputs(RETRIEVAL_RUNS, [HYBRID]),
+        log:
+            f"{LOGS}/evaluate/hybrid.log",
+        group:
+            "hybrid"
+        resources:
+            mem_mb=4000,
+            runtime=retry_runtime(30),
+        params:
+            evaluations=hybrid_evaluations(),
 
 
 rule metrics_table:
