@@ -251,7 +251,8 @@ def annotation_prompts():
 
 def annotation_job_params():
     """The params of an annotation-cascade job (utilann.annotate.job.AnnotationJob) but its
-    cache writer: the full annotation's shards and the calibration judge with the same."""
+    cache writer: the full annotation's shards and the calibration judge with the same.
+    """
     return dict(
         model=config["llm"]["model"],
         backend=config["llm"]["backend"],
@@ -294,7 +295,9 @@ def calibration_graded_files():
 def get_calibration_input(wildcards):
     """The calibration job's inputs: the training pools if a set samples them, the graded
     sets' split tables and corpora, the annotator model."""
-    graded = [f for files in calibration_graded_files().values() for f in files.values()]
+    graded = [
+        f for files in calibration_graded_files().values() for f in files.values()
+    ]
     uses_pools = any(s["source"] == "pools" for s in CALIBRATION_SETS)
     return {
         "pools": pool_files() if uses_pools else [],
