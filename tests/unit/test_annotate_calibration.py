@@ -32,6 +32,20 @@ def test_kappa_hand_computed():
     assert cohen_kappa([T, F], [F, T]) == pytest.approx(-1.0)
 
 
+def test_kappa_agrees_with_scikit_learn():
+    import random
+
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = random.Random(0)
+    for _ in range(50):
+        n = rng.randint(2, 40)
+        a = [rng.random() < 0.3 for _ in range(n)]
+        b = [rng.random() < 0.6 for _ in range(n)]
+        if len(set(a) | set(b)) > 1:
+            assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+
+
 def test_kappa_of_a_judge_that_selects_nothing():
     # p_o = p_e = 2/3 -> 0: no agreement beyond chance
     assert cohen_kappa([F, F, F], [T, F, F]) == pytest.approx(0.0)

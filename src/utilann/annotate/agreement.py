@@ -21,18 +21,22 @@ from utilann.annotate import steps as registry
 def cohen_kappa(judge: Sequence[bool], human: Sequence[bool]) -> float:
     """Cohen's kappa of two binary label sequences; NaN where it is undefined.
 
-    Kappa is ``(p_o - p_e) / (1 - p_e)``; when both raters give one and the same label to
-    every item, ``p_e`` is 1 and kappa is 0/0: NaN here (sklearn warns and returns NaN too),
-    so that a judge that selects nothing is never reported as agreeing.
+    Kappa is ``(p_o - p_e) / (1 - p_e)`` with ``p_o`` the observed agreement and ``p_e`` the
+    agreement expected from the two raters' marginals. When both give one and the same label
+    to every item, ``p_e`` is 1 and kappa is 0/0: NaN (as scikit-learn's
+    ``cohen_kappa_score``), so that such a judge is never reported as agreeing. Written out
+    here because scikit-learn is in none of the jobs' environments (envs/*.yaml).
     """
-    from sklearn.metrics import cohen_kappa_score
-
     if len(judge) != len(human):
         raise ValueError(f"kappa needs paired labels, got {len(judge)} and {len(human)}")
-    a, b = [bool(x) for x in judge], [bool(x) for x in human]
-    if not a or len(set(a) | set(b)) < 2:
+    n = len(judge)
+    if n == 0:
         return math.nan
-    return float(cohen_kappa_score(a, b, labels=[False, True]))
+    a, b = [bool(x) for x in judge], [bool(x) for x in human]
+    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
+    pa, pb = sum(a) / n, sum(b) / n
+    expected = pa * pb + (1 - pa) * (1 - pb)
+    return (observed - expected) / (1 - expected) if expected < 1 else math.nan
 
 
 def jaccard(a: set[str], b: set[str]) -> float:

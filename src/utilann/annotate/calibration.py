@@ -22,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 
-from utilann.annotate import steps as registry
 from utilann.annotate.agreement import cohen_kappa, mean_order_jaccard, position_rates
 from utilann.annotate.cascade import Cascade, CascadeSettings
 from utilann.annotate.report import annotation_report, markdown_table, step_summary
@@ -298,8 +297,6 @@ def render_markdown(
     ).reset_index()
     wide.columns = [c if isinstance(c, str) else f"@{c}" for c in wide.columns]
     settings = "\n".join(f"- **{k}**: `{v}`" for k, v in sorted(meta.items()))
-    order = [s for s in registry.STEPS if s in set(steps["step"])]
-    steps = steps.sort_values("step", key=lambda s: s.map(order.index), kind="stable")
     return (
         "# Annotation calibration report\n\n"
         "The annotation cascade on calibration sets with human judgements, every query in "
