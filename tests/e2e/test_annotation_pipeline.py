@@ -453,8 +453,8 @@ def test_calibration_gate_stops_the_run_before_the_full_annotation(
     wd.write_config(config)  # the bars are the gate's params only: no new calibration
     expected = {"calibration_gate": 1, "annotate_shard": 1, "merge_annotation": 1}
     assert wd.planned() == {**expected, "annotation_report": 1}
-    calibration = wd.path("annotation/calibration/manifest.json")
-    wd.snakemake("--forcerun", "calibrate_annotation", "--", str(calibration))
-    manifest = json.loads(calibration.read_text())
+    calibration = "results/e2e/annotation/calibration/manifest.json"
+    wd.snakemake("--forcerun", "calibrate_annotation", "--", calibration)
+    manifest = json.loads((wd.root / calibration).read_text())
     assert manifest["llm_calls"]["cached"] == manifest["llm_calls"]["calls"] == len(raw)
     assert manifest["engine_started"] is False
