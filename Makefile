@@ -51,7 +51,8 @@ $(STAMP): $(LOCK) pyproject.toml
 # download rules fetch them (and say where to put them when offline).
 seed-data:
 	@mkdir -p $(DATASETS)
-	@for pair in scifact:scifact nq-oracle:nq-open/oracle-beir; do \
+	@for pair in scifact:scifact nq-oracle:nq-open/oracle-beir \
+	    msmarco-dl19-mini:msmarco-dl19-mini; do \
 	  name=$${pair%%:*}; src=$(SHARED_DATA)/$${pair#*:}; \
 	  if [ ! -e $(DATASETS)/$$name ] && [ -d $$src ]; then \
 	    cp -r $$src $(DATASETS)/$$name && echo "seeded $(DATASETS)/$$name from $$src"; \

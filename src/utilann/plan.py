@@ -345,6 +345,31 @@ def annotation_decoding(config: Config, steps: Sequence[str]) -> dict[str, str]:
     return {step: decoding.get(step, "free") for step in steps}
 
 
+def calibration_sets(config: Config) -> list[Mapping[str, Any]]:
+    """The sets of ``annotation.calibration`` when it is enabled ([] when not).
+
+    A ``qrels`` set's dataset must be declared under ``datasets:``; set names must be unique
+    (they name the rows of the report). The new-corpus mode has no human positive in its
+    pools (its positives are the generating passages), so a ``pools`` set is refused there.
+    """
+    calibration = config["annotation"]["calibration"]
+    if not calibration["enabled"]:
+        return []
+    sets = list(calibration["sets"])
+    names = [s["name"] for s in sets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"annotation.calibration.sets: names must be unique, got {names}")
+    for spec in sets:
+        if spec["source"] == "qrels":
+            dataset_entry(config, spec["dataset"])
+        elif newcorpus_enabled(config):
+            raise ValueError(
+                f"annotation.calibration.sets: {spec['name']!r} (source pools) has no human "
+                "positive in the new-corpus mode; calibrate on a qrels set instead"
+            )
+    return sets
+
+
 def rag_generator(config: Config, target: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The generator LLM of one RAG target (an entry of :func:`rag_targets`), else of the
     experiment (``rag.generator.model``); a null model is the annotation LLM (``llm.model``)."""

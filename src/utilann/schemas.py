@@ -59,7 +59,8 @@ POOLS = pa.schema(
 ``position`` is the 0-based order of the passage in the pool (human positives first, as in the
 authors' files); ``source`` says where the passage came from (``human``, ``pseudo`` for the
 source passage of a generated query, ``oracle`` for a stand-in human's label, ``bm25`` or
-``file``) and ``source_rank`` its rank there (0 for a positive placed first). Passage text is
+``file``, ``qrels`` for a judged passage of a graded calibration set) and ``source_rank``
+its rank there (0 for a positive placed first; a ``qrels`` passage: its grade). Passage text is
 stored here so that an annotation shard is self-contained and its cache keys can hash the
 exact text shown.
 """
@@ -269,6 +270,67 @@ pseudo-answer and the utility step).
 """
 
 # --- new-corpus mode: generated queries, the human share ---
+
+_CALIBRATION_RUN = [("set", pa.string()), ("order_seed", pa.int64())]
+
+CALIBRATION_LABELS = pa.schema(_CALIBRATION_RUN + list(zip(LABELS.names, LABELS.types)))
+"""Labels of the annotation calibration (LABELS, per calibration set and display order).
+
+``set`` names the calibration set (``annotation.calibration.sets``), ``order_seed`` the seed
+of the shuffled display order it was judged in; ``is_human_positive`` is the binarised human
+judgement (a training pool's human positive; a graded set's grade >= ``min_relevance``).
+"""
+
+CALIBRATION_RAW = pa.schema(_CALIBRATION_RUN + list(zip(RAW.names, RAW.types)))
+"""Every LLM call of the annotation calibration (RAW, per calibration set and order)."""
+
+CALIBRATION_REPORT = pa.schema(
+    [
+        ("set", pa.string()),
+        ("name", pa.string()),
+        ("strategy", pa.string()),
+        ("queries", pa.int64()),
+        ("orders", pa.int64()),
+        ("human_positives", pa.int64()),
+        ("positives", pa.int64()),
+        ("precision", pa.float64()),
+        ("recall", pa.float64()),
+        ("kappa", pa.float64()),
+        ("order_jaccard", pa.float64()),
+        ("first_position_rate", pa.float64()),
+        ("other_position_rate", pa.float64()),
+        ("calls", pa.int64()),
+        ("failed_parses", pa.int64()),
+        ("repaired_parses", pa.int64()),
+        ("parse_rate", pa.float64()),
+        ("prompt_tokens_per_call", pa.float64()),
+        ("output_tokens_per_call", pa.float64()),
+    ]
+)
+"""The judge against human judgements before the full annotation, one row per (set, strategy).
+
+Every figure pools the set's queries under all display orders (``orders``): ``human_positives``
+and ``positives`` count (query, passage, order) triples; precision/recall of the human positive
+as in ANNOTATION_REPORT (Table 1); ``kappa`` is Cohen's kappa of the strategy's positives
+against the binarised human labels over every pool passage; ``order_jaccard`` the mean, over
+queries and pairs of orders, of the Jaccard overlap of the positives; ``first_position_rate``
+and ``other_position_rate`` the strategy's own step's selection rate at display position 1
+and at the other positions (a ranking: ranked first); ``parse_rate`` the share of the own
+step's calls that did not fail to parse; tokens per call of the own step.
+"""
+
+CALIBRATION_POSITIONS = pa.schema(
+    [
+        ("set", pa.string()),
+        ("step", pa.string()),
+        ("position", pa.int64()),
+        ("shown", pa.int64()),
+        ("chosen", pa.int64()),
+        ("rate", pa.float64()),
+    ]
+)
+"""Position bias: per calibration set, step and 1-based display position, the passages shown
+there and how many were chosen (selected; for a ranking step, ranked first), over all orders."""
 
 GENERATED_QUERIES = pa.schema(
     [

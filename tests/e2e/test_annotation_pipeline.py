@@ -12,6 +12,9 @@ scenario loads the model at most once:
 * constrained decoding (grammars on the real engine) leaves no failed parse;
 * SIGKILL in the middle of the job, rerun: same labels as the uninterrupted run, and the
   calls committed before the kill are served from the cache.
+* a calibration gate above the judge (min_kappa 0.99) stops the run after the calibration
+  report is written and before the full annotation starts; without the bar the calibration
+  is not redone and a forced rerun of it makes no LLM call.
 
 Set UTILANN_LLM_DIR to an already prepared SmolLM2 directory to skip the GGUF conversion.
 """
@@ -52,6 +55,7 @@ validate(config, "{REPO}/config/schema.yaml")
 include: "{REPO}/workflow/rules/common.smk"
 include: "{REPO}/workflow/rules/models.smk"
 include: "{REPO}/workflow/rules/annotate.smk"
+include: "{REPO}/workflow/rules/calibration.smk"
 """
 
 
@@ -406,3 +410,51 @@ def test_sigkill_then_rerun_resumes_with_identical_labels(fresh, pools, models, 
     pd.testing.assert_frame_equal(
         fresh.first_labels, read_table(wd.path("annotation/shard-0/labels.parquet"))
     )
+
+
+def test_calibration_gate_stops_the_run_before_the_full_annotation(
+    pools, models, prompts, tmp_path
+):
+    config = base_config(models, tmp_path / "cache", prompts)
+    config["annotation"]["calibration"] = {
+        "enabled": True,
+        "max_queries": 2,
+        "order_seeds": [0, 1],
+        "gate": {"min_kappa": 0.99, "min_parse_rate": 0.0},
+    }
+    wd = Workdir(tmp_path / "wf", config, pools)
+    proc = subprocess.run(wd.command(*TARGETS), capture_output=True, text=True, check=False)
+    assert proc.returncode != 0, "the gate let a 135M judge through at kappa 0.99"
+    gate_log = wd.path("logs/annotation/calibration_gate.log").read_text()
+    assert (
+        "CalibrationGateError" in gate_log and "so the full annotation is not started" in gate_log
+    )
+    for name in ("relsel", "utilsel", "utilrank@10"):  # every strategy's kappa vs the bar
+        assert any(
+            f"train {name}: kappa" in line and "min_kappa 0.99" in line
+            for line in gate_log.splitlines()
+        ), gate_log
+    report = read_table(wd.path("annotation/calibration/report.parquet"))
+    assert list(report["name"]) == ["relsel", "utilsel", "utilrank@10"]
+    assert (report["queries"] == 2).all() and (report["orders"] == 2).all()
+    assert (
+        wd.path("annotation/calibration/report.md")
+        .read_text()
+        .startswith("# Annotation calibration report")
+    )
+    raw = read_table(wd.path("annotation/calibration/raw.parquet"))
+    assert (raw[raw["step"] == "relsel"].groupby("order_seed").size() == 2 * 2).all()
+    assert not wd.path("annotation/calibration/gate.json").exists()
+    assert not wd.path("annotation/shard-0").exists()  # the full annotation never started
+    assert not wd.path("logs/annotation/shard-0.log").exists()
+    print("\ncalibration figures:\n" + report[["name", "kappa", "parse_rate"]].to_string())
+
+    config["annotation"]["calibration"]["gate"]["min_kappa"] = None
+    wd.write_config(config)  # the bars are the gate's params only: no new calibration
+    expected = {"calibration_gate": 1, "annotate_shard": 1, "merge_annotation": 1}
+    assert wd.planned() == {**expected, "annotation_report": 1}
+    calibration = "results/e2e/annotation/calibration/manifest.json"
+    wd.snakemake("--forcerun", "calibrate_annotation", "--", calibration)
+    manifest = json.loads((wd.root / calibration).read_text())
+    assert manifest["llm_calls"]["cached"] == manifest["llm_calls"]["calls"] == len(raw)
+    assert manifest["engine_started"] is False

@@ -381,3 +381,45 @@ def test_one_runs_evaluation_job_scores_subsets_before_their_mean_and_not_the_hy
         ("cqadupstack-gis", "test"),
         ("cqadupstack", "test"),
     ]  # ("msmarco", "dev-hybrid") is scored in the judge's job
+
+
+def test_calibration_sets_get_their_defaults_and_are_checked():
+    assert plan.calibration_sets(config()) == []  # disabled by default
+    sets = plan.calibration_sets(
+        config(
+            datasets={**BASE["datasets"], "dl19": {"format": "beir"}},
+            annotation={
+                "calibration": {
+                    "enabled": True,
+                    "sets": [
+                        {"name": "train", "source": "pools"},
+                        {"name": "dl", "source": "qrels", "dataset": "dl19"},
+                    ],
+                }
+            },
+        )
+    )
+    assert sets[0] == {
+        "name": "train",
+        "source": "pools",
+        "split": "test",
+        "min_relevance": 2,
+        "pool_size": 16,
+    }
+    assert (sets[1]["dataset"], sets[1]["split"], sets[1]["min_relevance"]) == ("dl19", "test", 2)
+    enabled = {"enabled": True}
+    assert [
+        s["name"] for s in plan.calibration_sets(config(annotation={"calibration": enabled}))
+    ] == ["train"]
+    undeclared = {**enabled, "sets": [{"name": "x", "source": "qrels", "dataset": "nope"}]}
+    with pytest.raises(ValueError, match="'nope' is used but not declared"):
+        plan.calibration_sets(config(annotation={"calibration": undeclared}))
+    twice = {**enabled, "sets": [{"name": "x", "source": "pools"}] * 2}
+    with pytest.raises(ValueError, match="names must be unique"):
+        plan.calibration_sets(config(annotation={"calibration": twice}))
+
+
+def test_a_graded_calibration_set_needs_a_dataset():
+    bad = {"enabled": True, "sets": [{"name": "x", "source": "qrels"}]}
+    with pytest.raises(Exception, match="dataset"):
+        config(annotation={"calibration": bad})

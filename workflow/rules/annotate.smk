@@ -23,6 +23,8 @@ rule annotate_shard:
     input:
         pools=f"{EXP}/pools/shard-{{shard}}.parquet",
         model=llm_model_input(config["llm"]["model"]),
+        # annotation.calibration: the full annotation starts once the judge passed the gate
+        gate=calibration_gate(),
     output:
         labels=f"{ANN}/shard-{{shard}}/labels.parquet",
         raw=f"{ANN}/shard-{{shard}}/raw.parquet",
@@ -37,24 +39,8 @@ rule annotate_shard:
     resources:
         **job_resources(config["annotation"]["resources"], ANNOTATION_GPUS),
     params:
-        model=config["llm"]["model"],
-        backend=config["llm"]["backend"],
-        transformers=config["llm"]["transformers"],
-        engine=config["llm"]["engine"],
-        env=config["llm"]["env"],
-        chat_template_kwargs=config["llm"]["chat_template_kwargs"],
-        sampling=config["llm"]["sampling"],
-        prompts=annotation_prompts(),
-        strategies=config["annotation"]["strategies"],
-        window_size=config["annotation"]["window_size"],
-        position_policy=config["annotation"]["position_policy"],
-        seed=config["annotation"]["seed"],
-        passage_max_words=config["annotation"]["passage_max_words"],
-        chunk_size=config["annotation"]["chunk_size"],
-        decoding=annotation_decoding(),
-        cache_dir=config["llm"]["cache_dir"],
+        **annotation_job_params(),
         writer=get_annotation_writer,
-        code_version=ANNOTATION_CODE_VERSION,
     script:
         "../scripts/annotate.py"
 

@@ -111,6 +111,10 @@ HYBRID_QRELS = f"{HYBRID_DIR}/qrels.parquet"
 HYBRID_RUNS = plan.hybrid_runs(config) if HYBRID else []
 HYBRID_JUDGE = plan.hybrid_judge(config)
 
+CALIBRATION = config["annotation"]["calibration"]
+CALIBRATION_SETS = plan.calibration_sets(config)
+CAL = f"{ANN}/calibration"
+
 NEWCORPUS = config["newcorpus"]
 NEWCORPUS_ON = plan.newcorpus_enabled(config)
 plan.check_newcorpus(config)
@@ -297,6 +301,63 @@ def annotation_prompts():
     steps = cascade_steps(config["annotation"]["strategies"])
     templates = load_templates(steps, selected["version"], selected["dir"])
     return {**selected, "sha256": {step: t.sha256 for step, t in templates.items()}}
+
+
+def annotation_job_params():
+    """The params of an annotation-cascade job (utilann.annotate.job.AnnotationJob) but its
+    cache writer: the full annotation's shards and the calibration judge with the same.
+    """
+    return dict(
+        model=config["llm"]["model"],
+        backend=config["llm"]["backend"],
+        transformers=config["llm"]["transformers"],
+        engine=config["llm"]["engine"],
+        env=config["llm"]["env"],
+        chat_template_kwargs=config["llm"]["chat_template_kwargs"],
+        sampling=config["llm"]["sampling"],
+        prompts=annotation_prompts(),
+        strategies=config["annotation"]["strategies"],
+        window_size=config["annotation"]["window_size"],
+        position_policy=config["annotation"]["position_policy"],
+        seed=config["annotation"]["seed"],
+        passage_max_words=config["annotation"]["passage_max_words"],
+        chunk_size=config["annotation"]["chunk_size"],
+        decoding=annotation_decoding(),
+        cache_dir=config["llm"]["cache_dir"],
+        code_version=ANNOTATION_CODE_VERSION,
+    )
+
+
+def calibration_gate():
+    """The calibration gate's file, which every full-annotation job waits for ([] without
+    annotation.calibration)."""
+    return [f"{CAL}/gate.json"] if CALIBRATION_SETS else []
+
+
+def calibration_graded_files():
+    """{set: {queries, qrels, corpus}} of every qrels calibration set."""
+    return {
+        s["name"]: {
+            **split_files(s["dataset"], s["split"]),
+            "corpus": f"{DATA}/{s['dataset']}/corpus",
+        }
+        for s in CALIBRATION_SETS
+        if s["source"] == "qrels"
+    }
+
+
+def get_calibration_input(wildcards):
+    """The calibration job's inputs: the training pools if a set samples them, the graded
+    sets' split tables and corpora, the annotator model."""
+    graded = [
+        f for files in calibration_graded_files().values() for f in files.values()
+    ]
+    uses_pools = any(s["source"] == "pools" for s in CALIBRATION_SETS)
+    return {
+        "pools": pool_files() if uses_pools else [],
+        "graded": graded,
+        "model": llm_model_input(config["llm"]["model"]),
+    }
 
 
 def annotation_decoding():
@@ -864,6 +925,7 @@ def get_final_output():
         f"{EXP}/reproduction.tsv",
         f"{ANN}/report.parquet",
         *([f"{ANN}/plan.md"] if config["plan"]["report"] else []),
+        *([f"{CAL}/report.md"] if CALIBRATION_SETS else []),
         *(str(path) for path in report_table_outputs().values()),
         *(path for _, path in report_figures()),
         *([f"{EXP}/models/{run}" for run in RUN_SPECS] if NEWCORPUS_ON else []),

@@ -16,17 +16,34 @@ from typing import Any
 
 import pandas as pd
 
+from utilann.annotate.calibration import (
+    calibrate,
+    calibration_report,
+    graded_set,
+    training_set,
+)
+from utilann.annotate.calibration import render_markdown as calibration_markdown
 from utilann.annotate.cascade import Cascade, CascadeSettings
 from utilann.annotate.merge import empty_queries, read_shards
 from utilann.annotate.report import annotation_report, render_markdown, step_summary
 from utilann.annotate.steps import cascade_steps
+from utilann.datasets import read_corpus, split_qrels
 from utilann.io import atomic_path, read_table, write_json, write_table
 from utilann.llm.batch import open_generator
 from utilann.llm.cache import ModelIdentity
 from utilann.llm.engine import EngineSpec
 from utilann.llm.grammar import BACKEND
 from utilann.llm.templates import load_templates
-from utilann.schemas import ANNOTATION_REPORT, LABELS, POOLS, RAW
+from utilann.schemas import (
+    ANNOTATION_REPORT,
+    CALIBRATION_LABELS,
+    CALIBRATION_POSITIONS,
+    CALIBRATION_RAW,
+    CALIBRATION_REPORT,
+    LABELS,
+    POOLS,
+    RAW,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,3 +241,88 @@ def write_report(
     with atomic_path(out_markdown) as tmp:
         tmp.write_text(render_markdown(report, step_summary(raw), settings), encoding="utf-8")
     return report
+
+
+def load_calibration_sets(
+    specs: Sequence[Mapping[str, Any]],
+    pool_paths: Sequence[str | os.PathLike[str]],
+    graded: Mapping[str, Mapping[str, str | os.PathLike[str]]],
+    max_queries: int | None,
+    seed: int,
+) -> dict[str, pd.DataFrame]:
+    """The calibration sets (POOLS tables) of ``annotation.calibration.sets``.
+
+    A ``pools`` set samples the training pools (``pool_paths``, every shard); a ``qrels`` set
+    reads ``graded[name]``'s ``queries``, ``qrels`` (split ``spec["split"]``) and ``corpus``.
+    """
+    sets = {}
+    for spec in specs:
+        name = spec["name"]
+        if spec["source"] == "pools":
+            pools = pd.concat([read_table(p, POOLS.names) for p in pool_paths], ignore_index=True)
+            sets[name] = training_set(pools, max_queries, seed)
+        else:
+            files = graded[name]
+            sets[name] = graded_set(
+                read_table(files["queries"]),
+                split_qrels(read_table(files["qrels"]), spec["split"]),
+                read_corpus(files["corpus"]),
+                spec["min_relevance"],
+                spec["pool_size"],
+                max_queries,
+                seed,
+            )
+        log.info(
+            "calibration set %s: %d queries, %d passages, %d human positives",
+            name,
+            sets[name]["query_id"].nunique(),
+            len(sets[name]),
+            int(sets[name]["is_human_positive"].sum()),
+        )
+    return sets
+
+
+def calibrate_files(
+    job: AnnotationJob,
+    sets: Mapping[str, pd.DataFrame],
+    order_seeds: Sequence[int],
+    utilrank_threshold: float,
+    out: Mapping[str, str | os.PathLike[str]],
+) -> dict[str, Any]:
+    """Judge the calibration sets with the annotation's settings and engine; write the labels,
+    raw calls, report (Parquet + Markdown), position rates and manifest (keys of ``out``)."""
+    started = time.perf_counter()
+    settings = job.settings()
+    with open_generator(job.engine_spec, job.cache_dir, job.writer, job.chunk_size) as generator:
+        run = calibrate(settings, generator, sets, order_seeds)
+        identity = generator.identity
+    meta = {
+        **_label_metadata(job, settings, identity),
+        "position_policy": "shuffled",
+        "order_seeds": list(order_seeds),
+        "utilrank_threshold": utilrank_threshold,
+    }
+    del meta["seed"]  # the display orders are the order seeds
+    report, positions, steps = calibration_report(run.labels, run.raw, utilrank_threshold)
+    write_table(run.labels, out["labels"], CALIBRATION_LABELS, meta)
+    write_table(run.raw, out["raw"], CALIBRATION_RAW, meta)
+    write_table(positions, out["positions"], CALIBRATION_POSITIONS, meta)
+    write_table(report, out["report"], CALIBRATION_REPORT, meta)
+    with atomic_path(out["markdown"]) as tmp:
+        tmp.write_text(calibration_markdown(report, positions, steps, meta), encoding="utf-8")
+    calls = run.raw["from_cache"].astype(bool)
+    manifest = {
+        **meta,
+        "sets": {name: int(pools["query_id"].nunique()) for name, pools in sets.items()},
+        "steps": run.steps,
+        "llm_calls": {
+            "calls": len(calls),
+            "generated": int((~calls).sum()),
+            "cached": int(calls.sum()),
+        },
+        "engine_started": generator.started,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    write_json(manifest, out["manifest"])
+    return manifest

@@ -99,7 +99,7 @@ def step_summary(raw: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _markdown_table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
 
     def cell(v: Any) -> str:
@@ -138,6 +138,6 @@ def render_markdown(report: pd.DataFrame, steps: pd.DataFrame, meta: Mapping[str
         "the pools (micro-averaged over all annotated queries), positives per query, queries "
         "without any positive (training's `empty_policy` drops them by default), and the LLM "
         "cost of the whole cascade behind each strategy.\n\n"
-        f"{_markdown_table(quality)}\n\n## LLM steps\n\n{_markdown_table(steps)}\n\n"
+        f"{markdown_table(quality)}\n\n## LLM steps\n\n{markdown_table(steps)}\n\n"
         f"## Settings\n\n{settings}\n"
     )
