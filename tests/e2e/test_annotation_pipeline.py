@@ -477,7 +477,12 @@ def check_audits(fresh: Workdir) -> None:
     assert set(injection["step"]) == {"relsel", "utilsel"} and len(injection) == 18
     control = injection[injection["attack"] == "none"]
     assert (control["lift"] == 0).all()
-    print(f"\naudits: {seconds:.0f} s (both jobs)\n" + injection.to_string())
+    print(
+        f"\naudits: {seconds:.0f} s (both jobs)\n"
+        + summary.to_string()
+        + "\n"
+        + injection.to_string()
+    )
 
     # a forced rerun is served from the LLM cache
     fresh.snakemake("--forcerun", "audit_negatives", "audit_injection", "--", *AUDIT_TARGETS)
