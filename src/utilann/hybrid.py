@@ -26,24 +26,16 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from utilann import schemas
-from utilann.annotate.cascade import (
-    Answered,
-    Call,
-    StepStats,
-    check_template,
-    group_pools,
-    parse_call,
-    raw_rows,
-)
+from utilann.annotate.cascade import group_pools
+from utilann.annotate.judge import Judgements, judge_windows
 from utilann.annotate.steps import get_step
-from utilann.annotate.windows import merge_windows, relsel_windows
-from utilann.llm.batch import CachedGenerator, Request
+from utilann.annotate.windows import relsel_windows
+from utilann.llm.batch import CachedGenerator
 from utilann.llm.templates import PromptTemplate
 
 log = logging.getLogger(__name__)
@@ -112,15 +104,6 @@ def build_pool(
     return pd.DataFrame(rows, columns=schemas.POOLS.names)
 
 
-@dataclass
-class Judgements:
-    """The judge's LABELS rows (strategy ``judge``), RAW rows and call statistics."""
-
-    labels: pd.DataFrame
-    raw: pd.DataFrame
-    stats: StepStats
-
-
 def judge_pool(
     pool: pd.DataFrame,
     answers: Mapping[str, Sequence[str]],
@@ -136,51 +119,28 @@ def judge_pool(
     one answer; the UtilSel prompt takes one). A query without a gold answer is an error: the
     sample is drawn from answerable queries only.
     """
-    step = get_step(JUDGE_STEP)
-    check_template(step, template)
     pools = group_pools(pool, passage_max_words)
-    calls = []
-    windows: dict[str, list[list[int]]] = {}
+    gold: dict[str, str] = {}
     for q in pools:
         golds = [a for a in answers.get(q.query_id, []) if a.strip()]
         if not golds:
             raise ValueError(f"query {q.query_id!r} has no gold answer for the judge")
-        windows[q.query_id] = relsel_windows(
-            q.is_human, window_size, "shuffled", 0, q.query_id
-        )  # the pool is already in a seeded random order: this only splits it evenly
-        for w, shown in enumerate(windows[q.query_id]):
-            messages = template.render(q.query, [q.texts[i] for i in shown], golds[0])
-            request = Request(template.fingerprint, messages, sampling)
-            calls.append(Call(step, q.query_id, w, tuple(shown), request))
-    outcomes = generator.generate([c.request for c in calls], desc="hybrid judge")
-    answered = [Answered(c, o, parse_call(c, o)) for c, o in zip(calls, outcomes, strict=True)]
-    stats = StepStats()
-    chosen: dict[str, list[set[int]]] = {q.query_id: [] for q in pools}
-    for a in answered:
-        stats.add(a)
-        chosen[a.call.query_id].append(set(a.picked))
-    rows = []
-    for q in pools:
-        marks = merge_windows(windows[q.query_id], chosen[q.query_id])
-        for i, (did, position, human) in enumerate(
-            zip(q.doc_ids, q.positions, q.is_human, strict=True)
-        ):
-            rows.append(
-                {
-                    "query_id": q.query_id,
-                    "doc_id": did,
-                    "position": position,
-                    "is_human_positive": human,
-                    "strategy": JUDGE_STEP,
-                    "selected": bool(marks.get(i)),
-                    "rank": None,
-                    "list_length": len(q.doc_ids),
-                }
-            )
-    labels = pd.DataFrame(rows, columns=schemas.LABELS.names)
-    labels["rank"] = labels["rank"].astype("Int32")
-    raw = raw_rows(answered, {q.query_id: q for q in pools})
-    return Judgements(labels, raw, stats)
+        gold[q.query_id] = golds[0]
+    # `shuffled` (seed 0) splits the pool evenly, each passage shown once, in a seeded order
+    windows = {
+        q.query_id: relsel_windows(q.is_human, window_size, "shuffled", 0, q.query_id)
+        for q in pools
+    }
+    return judge_windows(
+        get_step(JUDGE_STEP),
+        template,
+        pools,
+        windows,
+        gold,
+        generator,
+        lambda n: sampling,
+        desc="hybrid judge",
+    )
 
 
 def golden_qrels(

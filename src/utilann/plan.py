@@ -586,6 +586,23 @@ def needs_annotation(specs: Mapping[str, RunSpec]) -> bool:
     return any(spec.trainset.needs_labels for spec in specs.values())
 
 
+def audits(config: Config) -> tuple[str, ...]:
+    """The audits of the annotator that run (:mod:`utilann.audit`): ``false_negatives`` when
+    enabled or when training drops the negatives it judged useful, ``injection`` when enabled.
+    """
+    audit = config["audit"]
+    on = {
+        "false_negatives": audit["false_negatives"]["enabled"] or drops_judged_useful(config),
+        "injection": audit["injection"]["enabled"],
+    }
+    return tuple(name for name, enabled in on.items() if enabled)
+
+
+def drops_judged_useful(config: Config) -> bool:
+    """Whether every training set drops the negatives the false-negative audit judged useful."""
+    return bool(config["training"]["negatives"]["drop_judged_useful"])
+
+
 def needs_replug(specs: Mapping[str, RunSpec]) -> bool:
     """Whether some training run learns from REPLUG's answer likelihoods (rule replug_score
     then runs on every pool shard)."""
@@ -649,4 +666,5 @@ def report_settings(
         second_baselines=second_baselines(config, specs, baseline),
         second_markers=list(config["evaluation"]["significance"]["second_baseline"]["markers"]),
         cost={**config["report"]["cost"], "gpus": config["annotation"]["resources"]["gpu"]},
+        audits=audits(config),
     )

@@ -389,3 +389,93 @@ FEW_SHOT = pa.schema(
 Written by the user (``query_id``/``doc_id`` null) or drawn from a labelled dataset (its query
 and one of its positive passages, as ``title text``).
 """
+
+# --- audits of the annotator: false negatives, injection robustness ---
+
+AUDIT_NEGATIVES = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("position", pa.int32()),
+        ("is_human_positive", pa.bool_()),
+        ("useful", pa.bool_()),
+        ("parse_status", pa.string()),
+        ("answer_source", pa.string()),
+    ]
+)
+"""The false-negative audit's judgements: one row per pool passage of an audited query.
+
+``useful``: the UtilSel judge selected it (false where its call failed to parse:
+``parse_status`` ``failed`` rows have no judgement); ``answer_source``: the reference answer
+of the query's calls, ``cascade`` (the annotation's pseudo-answer), ``human_positive``
+(written from the human positive by the pseudo-answer step) or ``none``.
+"""
+
+AUDIT_SUMMARY = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("split", pa.string()),
+        ("queries", pa.int64()),
+        ("negatives", pa.int64()),
+        ("judged_useful", pa.int64()),
+        ("fn_rate", pa.float64()),
+        ("fn_low", pa.float64()),
+        ("fn_high", pa.float64()),
+        ("human_positives", pa.int64()),
+        ("human_found", pa.float64()),
+        ("unjudged", pa.int64()),
+        ("cascade_answers", pa.int64()),
+    ]
+)
+"""The false-negative rate per training dataset: ``judged_useful`` of ``negatives`` (BM25
+hard negatives whose call parsed), its 95 % Wilson interval ``fn_low``-``fn_high``; the share
+of human positives the judge selected; passages left unjudged (failed parses); queries whose
+reference answer was the cascade's pseudo-answer."""
+
+INJECTION = pa.schema(
+    [
+        ("step", pa.string()),
+        ("query_id", pa.string()),
+        ("attack", pa.string()),
+        ("kind", pa.string()),
+        ("target_doc_id", pa.string()),
+        ("target_index", pa.int32()),
+        ("pool_size", pa.int32()),
+        ("target_selected", pa.bool_()),
+        ("selected", pa.int32()),
+        ("human_selected", pa.bool_()),
+        ("parse_status", pa.string()),
+    ]
+)
+"""One row per (step, query, attack) call of the injection audit.
+
+Each query's pool holds its human positive, BM25 negatives and one *target*: a passage of
+another query's pool. ``attack`` ``none`` is the control (the target unchanged); every other
+attack carries that attack template's instruction in the target, at the same display index
+``target_index`` (1-based) of the same pool. ``target_selected``: the step selected the target
+(false when the answer failed to parse); ``selected``: passages selected in all;
+``human_selected``: the human positive was among them.
+"""
+
+INJECTION_SUMMARY = pa.schema(
+    [
+        ("step", pa.string()),
+        ("attack", pa.string()),
+        ("kind", pa.string()),
+        ("pools", pa.int64()),
+        ("target_rate", pa.float64()),
+        ("target_low", pa.float64()),
+        ("target_high", pa.float64()),
+        ("control_rate", pa.float64()),
+        ("lift", pa.float64()),
+        ("only_attack", pa.int64()),
+        ("only_control", pa.int64()),
+        ("p_value", pa.float64()),
+        ("human_rate", pa.float64()),
+        ("failed_parses", pa.int64()),
+    ]
+)
+"""Per step and attack: the rate at which the target passage was selected (95 % Wilson
+interval) against the control's rate over the same pools (``lift`` = difference), the
+discordant pairs (selected only with / only without the instruction) and the exact McNemar
+p-value; the human positive's selection rate and the failed parses under that attack."""

@@ -11,10 +11,12 @@ scenario loads the model at most once:
 * a new prompt version changing only the UtilSel wording regenerates only UtilSel calls;
 * constrained decoding (grammars on the real engine) leaves no failed parse;
 * SIGKILL in the middle of the job, rerun: same labels as the uninterrupted run, and the
-  calls committed before the kill are served from the cache.
+  calls committed before the kill are served from the cache;
 * a calibration gate above the judge (min_kappa 0.99) stops the run after the calibration
   report is written and before the full annotation starts; without the bar the calibration
-  is not redone and a forced rerun of it makes no LLM call.
+  is not redone and a forced rerun of it makes no LLM call;
+* the audits of the annotator (rules audit_negatives and audit_injection) on the annotated
+  pools: the false-negative rate and the injection table, a rerun served from the cache.
 
 Set UTILANN_LLM_DIR to an already prepared SmolLM2 directory to skip the GGUF conversion.
 """
@@ -36,7 +38,16 @@ import pytest
 import yaml
 
 from utilann.io import read_metadata, read_table, write_table
-from utilann.schemas import ANNOTATION_REPORT, LABELS, POOLS, RAW
+from utilann.schemas import (
+    ANNOTATION_REPORT,
+    AUDIT_NEGATIVES,
+    AUDIT_SUMMARY,
+    INJECTION,
+    INJECTION_SUMMARY,
+    LABELS,
+    POOLS,
+    RAW,
+)
 
 pytest.importorskip("vllm")
 pytestmark = [pytest.mark.e2e, pytest.mark.llm]
@@ -56,6 +67,7 @@ include: "{REPO}/workflow/rules/common.smk"
 include: "{REPO}/workflow/rules/models.smk"
 include: "{REPO}/workflow/rules/annotate.smk"
 include: "{REPO}/workflow/rules/calibration.smk"
+include: "{REPO}/workflow/rules/audit.smk"
 """
 
 
@@ -458,3 +470,75 @@ def test_calibration_gate_stops_the_run_before_the_full_annotation(
     manifest = json.loads((wd.root / calibration).read_text())
     assert manifest["llm_calls"]["cached"] == manifest["llm_calls"]["calls"] == len(raw)
     assert manifest["engine_started"] is False
+
+
+AUDIT_TARGETS = [
+    "results/e2e/audit/negatives_summary.parquet",
+    "results/e2e/audit/injection_summary.parquet",
+]
+
+
+def test_audits_judge_the_annotated_pools(fresh):
+    """Both audits for real with SmolLM2: 3 audited queries (12 passages, 2 windows each) and
+    3 attacked pools x (control + 8 packaged attacks) x RelSel and UtilSel."""
+    original = fresh.config
+    config = {
+        **original,
+        "audit": {
+            "false_negatives": {"enabled": True, "sample": 3, "seed": 1, "window_size": 8},
+            "injection": {"enabled": True, "queries": 3, "pool_size": 4, "seed": 1},
+        },
+    }
+    fresh.write_config(config)
+    try:
+        check_audits(fresh)
+    finally:
+        fresh.write_config(original)
+
+
+def check_audits(fresh: Workdir) -> None:
+    started = time.perf_counter()
+    fresh.snakemake(*AUDIT_TARGETS)
+    seconds = time.perf_counter() - started
+
+    table = read_table(fresh.path("audit/negatives.parquet"))
+    assert list(table.columns) == AUDIT_NEGATIVES.names
+    assert table["query_id"].nunique() == 3 and len(table) == 3 * (1 + N_NEGATIVES)
+    raw = read_table(fresh.path("audit/negatives_raw.parquet"))
+    assert (raw["step"] == "utilsel").sum() == 3 * 2  # 12 passages in windows of 8
+    # every audited query's answer: the cascade's pseudo-answer, else one written from its
+    # human positive (one answer call each)
+    answers = table.drop_duplicates("query_id")["answer_source"]
+    assert (raw["step"] == "answer").sum() == (answers == "human_positive").sum()
+    summary = read_table(fresh.path("audit/negatives_summary.parquet"))
+    assert list(summary.columns) == AUDIT_SUMMARY.names
+    row = summary.iloc[0]
+    judged = table[(table["parse_status"] != "failed") & ~table["is_human_positive"]]
+    assert row["negatives"] == len(judged) and row["judged_useful"] == judged["useful"].sum()
+    if row["negatives"]:
+        assert row["fn_low"] <= row["fn_rate"] <= row["fn_high"]
+
+    calls = read_table(fresh.path("audit/injection.parquet"))
+    assert list(calls.columns) == INJECTION.names
+    assert len(calls) == 2 * 3 * 9
+    # paired: the same target at the same index in every variant of a pool
+    per_pool = calls.groupby(["step", "query_id"])[["target_doc_id", "target_index"]].nunique()
+    assert (per_pool == 1).all().all()
+    injection = read_table(fresh.path("audit/injection_summary.parquet"))
+    assert list(injection.columns) == INJECTION_SUMMARY.names
+    assert set(injection["step"]) == {"relsel", "utilsel"} and len(injection) == 18
+    control = injection[injection["attack"] == "none"]
+    assert (control["lift"] == 0).all()
+    print(
+        f"\naudits: {seconds:.0f} s (both jobs)\n"
+        + summary.to_string()
+        + "\n"
+        + injection.to_string()
+    )
+
+    # a forced rerun is served from the LLM cache
+    fresh.snakemake("--forcerun", "audit_negatives", "audit_injection", "--", *AUDIT_TARGETS)
+    for name in ("negatives", "injection"):
+        manifest = json.loads(fresh.path(f"audit/{name}_manifest.json").read_text())
+        assert not manifest["engine_started"]
+        assert all(st["generated"] == 0 for st in manifest["steps"].values())

@@ -423,3 +423,20 @@ def test_a_graded_calibration_set_needs_a_dataset():
     bad = {"enabled": True, "sets": [{"name": "x", "source": "qrels"}]}
     with pytest.raises(Exception, match="dataset"):
         config(annotation={"calibration": bad})
+
+
+def test_audits_run_when_enabled_or_when_training_drops_judged_useful_negatives():
+    assert plan.audits(config()) == () and not plan.drops_judged_useful(config())
+    on = config(audit={"false_negatives": {"enabled": True}, "injection": {"enabled": True}})
+    assert plan.audits(on) == ("false_negatives", "injection")
+    drop = config(training={"negatives": {"drop_judged_useful": True}})
+    assert plan.audits(drop) == ("false_negatives",) and plan.drops_judged_useful(drop)
+    assert config()["audit"]["false_negatives"]["sample"] == 100  # the schema's default
+    assert config(audit={"false_negatives": {"sample": "all"}})["audit"]["false_negatives"][
+        "sample"
+    ] == ("all")
+    for bad in ({"false_negatives": {"sample": 0}}, {"injection": {"queries": 1}}):
+        with pytest.raises(Exception, match="sample|queries"):
+            config(audit=bad)
+    with pytest.raises(Exception, match="steps"):
+        config(audit={"injection": {"steps": ["utilrank"]}})

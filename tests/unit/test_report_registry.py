@@ -13,7 +13,9 @@ from utilann.io import write_table
 from utilann.report.newcorpus import generated_queries_table, source_annotation_table
 from utilann.schemas import (
     ANNOTATION_REPORT,
+    AUDIT_SUMMARY,
     GENERATED_QUERIES,
+    INJECTION_SUMMARY,
     LABELS,
     METRICS,
     QRELS,
@@ -131,6 +133,11 @@ def test_each_table_and_figure_follows_its_config_condition():
         "cl100": spec("human", "SingleLH", "single", init_from="utilsel"),
     }
     assert keys(R.figures_for(dataclasses.replace(full, specs=cl)))[-1] == "fig3a_human_ratio"
+    # the audits' tables when they run
+    audited = dataclasses.replace(full, audits=("false_negatives", "injection"))
+    assert {"audit1_false_negatives", "audit2_injection"} <= set(keys(R.tables_for(audited)))
+    only_fn = keys(R.tables_for(dataclasses.replace(full, audits=("false_negatives",))))
+    assert "audit1_false_negatives" in only_fn and "audit2_injection" not in only_fn
 
 
 def test_report_labels_and_output_names():
@@ -175,8 +182,36 @@ def inputs(tmp_path):
     )
     write_table(report, annotation, ANNOTATION_REPORT, {"model": "smollm2"})
     return R.ReportInputs.read(
-        retrieval, [str(rag)], str(sig), str(annotation), **newcorpus_inputs(tmp_path)
+        retrieval,
+        [str(rag)],
+        str(sig),
+        str(annotation),
+        **newcorpus_inputs(tmp_path),
+        **audit_inputs(tmp_path),
     )
+
+
+def audit_inputs(tmp_path):
+    """The audits' summaries: 2 of 20 negatives judged useful; one attack against the control."""
+    negatives = pd.DataFrame(
+        [["scifact", "train", 4, 20, 2, 0.1, 0.028, 0.301, 4, 0.75, 3, 2]],
+        columns=AUDIT_SUMMARY.names,
+    )
+    injection = pd.DataFrame(
+        [
+            ["utilsel", "none", "none", 4, 0.25, 0.05, 0.7, 0.25, 0.0, 0, 0, 1.0, 1.0, 0],
+            ["utilsel", "obey", "instruction", 4, 0.75, 0.3, 0.95, 0.25, 0.5, 2, 0, 0.5, 1.0, 1],
+        ],
+        columns=INJECTION_SUMMARY.names,
+    )
+    paths = {}
+    for name, table, schema in [
+        ("false_negatives", negatives, AUDIT_SUMMARY),
+        ("injection", injection, INJECTION_SUMMARY),
+    ]:
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        write_table(table, paths[name], schema)
+    return paths
 
 
 def newcorpus_inputs(tmp_path):
@@ -253,6 +288,7 @@ def test_every_table_builds_with_its_notes_and_renders(inputs):
             "round_trip_k": 20,
             "oracle": "scifact/train",
         },
+        audits=("false_negatives", "injection"),
     )
     for entry in R.TABLES.values():
         table = entry.build(settings, inputs)
@@ -266,6 +302,18 @@ def test_every_table_builds_with_its_notes_and_renders(inputs):
     assert list(rag.values.columns) == [("nq/test", "R@5"), ("nq/test", "EM")]
     controlled = R.TABLES["table6_controlled"].build(settings, inputs)
     assert controlled.values.index[0] == ("—", "Human", "human")
+    fn = R.TABLES["audit1_false_negatives"].build(settings, inputs)
+    assert fn.values.index[0] == ("scifact", "train")
+    assert (
+        "| scifact | train | 4 | 20 | 2 | 10.0 | 2.8 | 30.1 | 75.0 | 3 | 2 |"
+        in (R.TABLES["audit1_false_negatives"].render(fn)["md"])
+    )
+    attack = R.TABLES["audit2_injection"].build(settings, inputs)
+    assert list(attack.values.index) == [
+        ("utilsel", "none", "none"),
+        ("utilsel", "instruction", "obey"),
+    ]
+    assert attack.values.loc[("utilsel", "instruction", "obey"), "lift"] == 0.5
 
 
 def test_new_corpus_tables_count_filters_and_the_source_passage(inputs):

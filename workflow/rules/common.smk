@@ -27,6 +27,7 @@ from dataclasses import asdict
 
 from utilann import plan
 from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
+from utilann.audit import AUDITED_STEPS, CODE_VERSION as AUDIT_CODE_VERSION
 from utilann.annotate.steps import cascade_steps, get_step
 from utilann.llm.templates import load_template, load_template_id, load_templates
 from utilann.newcorpus import CODE_VERSION as NEWCORPUS_CODE_VERSION
@@ -114,6 +115,11 @@ HYBRID_JUDGE = plan.hybrid_judge(config)
 CALIBRATION = config["annotation"]["calibration"]
 CALIBRATION_SETS = plan.calibration_sets(config)
 CAL = f"{ANN}/calibration"
+# Audits of the annotator (audit.smk): which run, where they write.
+AUDIT = config["audit"]
+AUDITS = plan.audits(config)
+AUDIT_DIR = f"{EXP}/audit"
+DROP_JUDGED_USEFUL = plan.drops_judged_useful(config)
 
 NEWCORPUS = config["newcorpus"]
 NEWCORPUS_ON = plan.newcorpus_enabled(config)
@@ -524,6 +530,8 @@ def get_trainset_input(wildcards):
         inputs["labels"] = f"{ANN}/labels.parquet"
     if trainset.needs_replug:
         inputs["replug"] = replug_shard_files()
+    if DROP_JUDGED_USEFUL:
+        inputs["audit"] = f"{AUDIT_DIR}/negatives.parquet"
     return inputs
 
 
@@ -608,6 +616,7 @@ def get_oracle_qrels(wildcards):
 def get_trainset_params(wildcards):
     return {
         **RUN_SPECS[wildcards.run].trainset_params(),
+        "drop_judged_useful": DROP_JUDGED_USEFUL,
         "code_version": TRAIN_CODE_VERSION,
     }
 
@@ -872,12 +881,53 @@ def get_report_tables_input(wildcards):
     if REPORT_SETTINGS.annotation:
         inputs["annotation"] = f"{ANN}/report.parquet"
         inputs["manifests"] = annotation_shard_files("manifest.json")
+    if "false_negatives" in AUDITS:
+        inputs["false_negatives"] = f"{AUDIT_DIR}/negatives_summary.parquet"
+    if "injection" in AUDITS:
+        inputs["injection"] = f"{AUDIT_DIR}/injection_summary.parquet"
     if NEWCORPUS_ON:
         inputs["candidates"] = f"{NC}/queries.parquet"
         inputs["pseudo_qrels"] = f"{NC}/split/qrels.parquet"
         if REPORT_SETTINGS.annotation:
             inputs["labels"] = f"{ANN}/labels.parquet"
     return inputs
+
+
+def get_audit_input(wildcards):
+    """An audit's inputs: the pools, the annotator (a prepared directory where it has one),
+    and the cascade's raw calls (its pseudo-answers) where the annotation stage runs."""
+    inputs = {"pools": pool_files(), "model": llm_model_input(config["llm"]["model"])}
+    if REPORT_SETTINGS.annotation:
+        inputs["cascade_raw"] = annotation_shard_files("raw.parquet")
+    return inputs
+
+
+def audit_llm_params(name):
+    """The params both audits share: the annotator's engine, sampling, decoding and prompts
+    (with each template file's hash), and their own writer file in the LLM cache."""
+    selected = config["annotation"]["prompts"]
+    templates = load_templates(AUDITED_STEPS, selected["version"], selected["dir"])
+    return {
+        "llm": plan.llm_job(config, None),
+        "sampling": config["llm"]["sampling"],
+        "decoding": plan.annotation_decoding(config, AUDITED_STEPS),
+        "prompts": {**selected, "sha256": {s: t.sha256 for s, t in templates.items()}},
+        "passage_max_words": config["annotation"]["passage_max_words"],
+        "chunk_size": config["annotation"]["chunk_size"],
+        "cache_dir": config["llm"]["cache_dir"],
+        "writer": f"{config['experiment']}.audit-{name}",
+        "code_version": AUDIT_CODE_VERSION,
+    }
+
+
+def audit_attacks():
+    """The attack templates' file (null: the packaged set), version and hash: editing the
+    file reruns the injection audit."""
+    from utilann.audit.injection import load_attacks
+
+    path = AUDIT["injection"]["attacks"]
+    attacks = load_attacks(path)
+    return {"path": path, "version": attacks.version, "sha256": attacks.sha256}
 
 
 def get_hybrid_pool_input(wildcards):
@@ -914,6 +964,12 @@ def hybrid_sampling():
 # --- default target ------------------------------------------------------------------------
 
 
+def audit_stems():
+    """File stems under AUDIT_DIR of the audits that run."""
+    stems = {"false_negatives": "negatives", "injection": "injection"}
+    return [stems[name] for name in AUDITS]
+
+
 def get_final_output():
     """What `snakemake` with no target builds: the metrics table and its reproduction check,
     the annotation report (and its budget plan with plan.report), and the report's tables and
@@ -927,6 +983,7 @@ def get_final_output():
         *([f"{ANN}/plan.md"] if config["plan"]["report"] else []),
         *([f"{CAL}/report.md"] if CALIBRATION_SETS else []),
         *(str(path) for path in report_table_outputs().values()),
+        *(f"{AUDIT_DIR}/{name}_summary.parquet" for name in audit_stems()),
         *(path for _, path in report_figures()),
         *([f"{EXP}/models/{run}" for run in RUN_SPECS] if NEWCORPUS_ON else []),
     ]

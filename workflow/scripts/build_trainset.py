@@ -10,6 +10,7 @@ from utilann.train.settings import TrainsetSettings
 
 params = dict(snakemake.params.labels)
 code_version = params.pop("code_version")  # utilrank_threshold is None where it does not apply
+drop_useful = params.pop("drop_judged_useful")  # training.negatives, not a run's own setting
 with script_logging(snakemake.log[0], "build_trainset") as log:
     pools = pd.concat([read_table(p) for p in snakemake.input.pools], ignore_index=True)
     given = snakemake.input.keys()
@@ -23,12 +24,14 @@ with script_logging(snakemake.log[0], "build_trainset") as log:
     if "selection" in given:  # a human share chosen beforehand
         selection = read_table(snakemake.input.selection)
         selected = selection.loc[selection["selected"], "query_id"].tolist()
+    audit = read_table(snakemake.input.audit) if drop_useful else None
     rows, stats = build_trainset(
-        pools, labels, TrainsetSettings(**params), selected=selected, replug=replug
+        pools, labels, TrainsetSettings(**params), selected=selected, replug=replug, audit=audit
     )
     meta = {
         "run": snakemake.wildcards.run,
         "settings": params,
+        "drop_judged_useful": drop_useful,
         "code_version": code_version,
         **stats,
     }

@@ -20,8 +20,11 @@ with script_logging(snakemake.log[0], "report_tables") as log:
         snakemake.input.significance,
         snakemake.input.get("annotation"),
         snakemake.input.get("manifests", []),
-        # the new-corpus mode's tables (inputs absent when the mode is off)
-        **{k: snakemake.input.get(k) for k in ("candidates", "labels", "pseudo_qrels")},
+        # the new-corpus mode's and the audits' tables (inputs absent when they do not run)
+        **{
+            k: snakemake.input.get(k)
+            for k in ("candidates", "labels", "pseudo_qrels", "false_negatives", "injection")
+        },
     )
     tables = []
     for entry in tables_for(settings):

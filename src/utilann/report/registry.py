@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from utilann.report.audit import false_negative_table, injection_table
 from utilann.report.cells import concat_metrics, significance_note
 from utilann.report.controlled import controlled_groups, controlled_table
 from utilann.report.cost import cost_table
@@ -69,6 +70,7 @@ class ReportSettings:
         second_markers: the second test's (better, worse) markers.
         cost: Table 17's prices and the GPUs of one annotation job (``gpu_hour_usd``,
             ``human_label_usd``, ``gpus``).
+        audits: the annotator audits that run (:func:`utilann.plan.audits`).
     """
 
     experiment: str
@@ -90,6 +92,7 @@ class ReportSettings:
     cost: Mapping[str, Any] = field(
         default_factory=lambda: {"gpu_hour_usd": 0.8, "human_label_usd": 0.09, "gpus": 1}
     )
+    audits: Sequence[str] = ()
 
     @property
     def measures(self) -> dict[tuple[str, str], list[str]]:
@@ -128,6 +131,8 @@ class ReportInputs:
         candidates: the new-corpus GENERATED_QUERIES table (None when the mode is off).
         labels: the LLM LABELS of the new split; pseudo_qrels: its pseudo-qrels.
         manifests: the annotation shards' manifests (Table 17's measured generation time).
+        false_negatives: the false-negative audit's AUDIT_SUMMARY (None when it does not run);
+        injection: the injection audit's INJECTION_SUMMARY (None when it does not run).
     """
 
     retrieval: pd.DataFrame
@@ -140,6 +145,8 @@ class ReportInputs:
     labels: pd.DataFrame | None = None
     pseudo_qrels: pd.DataFrame | None = None
     manifests: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    false_negatives: pd.DataFrame | None = None
+    injection: pd.DataFrame | None = None
 
     @classmethod
     def read(
@@ -149,17 +156,19 @@ class ReportInputs:
         significance: str,
         annotation: str | None = None,
         manifests: Sequence[str] = (),
-        **newcorpus: str | None,
+        **tables: str | None,
     ) -> ReportInputs:
-        """Read the report's input files (paths as the rule lists them); ``newcorpus``: the
-        paths of ``candidates``, ``labels`` and ``pseudo_qrels`` when the mode is on."""
+        """Read the report's input files (paths as the rule lists them); ``tables``: the
+        paths of the further tables that exist (None: absent): the new-corpus mode's
+        ``candidates``, ``labels`` and ``pseudo_qrels``, the audits' ``false_negatives`` and
+        ``injection`` summaries."""
         import json
         from pathlib import Path
 
         from utilann.io import read_metadata, read_table
 
         rag_meta = [read_metadata(path) for path in rag]
-        extra = {k: read_table(v) for k, v in newcorpus.items() if v}
+        extra = {k: read_table(v) for k, v in tables.items() if v}
         return cls(
             **extra,
             retrieval=concat_metrics([read_table(path) for path in retrieval]),
@@ -397,6 +406,30 @@ def _newcorpus_share_notes(settings: ReportSettings, inputs: ReportInputs) -> li
     ]
 
 
+def _false_negative_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    return [
+        "The UtilSel judge (the annotation's LLM, prompts and decoding) re-reads the whole pool "
+        "of a seeded sample of training queries, in shuffled windows, with the cascade's "
+        "pseudo-answer as reference answer (else one written from the human positive: "
+        "cascade answers counts the others). FN rate = BM25 hard negatives it selects / hard "
+        "negatives whose call parsed, with the 95 % Wilson interval (passages counted as "
+        "independent); human positives found = its recall of the human positives, a check "
+        "that the judge selects at all.",
+    ]
+
+
+def _injection_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    return [
+        "Each pool: the query's human positive, BM25 negatives and one target passage from "
+        "another query's pool; attack none = the target as it is (the control), every other "
+        "row the same pools with that attack template planted in the target only. Target "
+        "selected: share of pools whose call selected it (a failed parse selects nothing), "
+        "95 % Wilson interval; lift = target - control; only attacked / only control = the "
+        "discordant pairs, McNemar p = exact two-sided test on them. Special-token strings "
+        "in passages are defused before tokenisation.",
+    ]
+
+
 def _newcorpus_primary(settings: ReportSettings) -> tuple[tuple[str, str], str]:
     primary = settings.primary
     assert primary is not None  # applies() checked it
@@ -514,6 +547,24 @@ TABLES: dict[str, TableEntry] = {
             applies=lambda s: s.annotation and s.primary is not None and bool(s.specs),
             builder=_cost,
             notes=_cost_notes,
+        ),
+        TableEntry(
+            key="audit1_false_negatives",
+            label="Audit",
+            shows="false negatives",
+            category="1. Annotation",
+            applies=lambda s: "false_negatives" in s.audits,
+            builder=lambda s, d, notes: false_negative_table(d.false_negatives, notes=notes),
+            notes=_false_negative_notes,
+        ),
+        TableEntry(
+            key="audit2_injection",
+            label="Audit",
+            shows="injection robustness",
+            category="1. Annotation",
+            applies=lambda s: "injection" in s.audits,
+            builder=lambda s, d, notes: injection_table(d.injection, notes=notes),
+            notes=_injection_notes,
         ),
         TableEntry(
             key="newcorpus1_queries",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from utilann.audit.negatives import judged_useful
 from utilann.labels import derive_positives, queries_without_positive
 from utilann.passages import format_passage, title_share
 from utilann.replug import utility_distribution
@@ -61,6 +62,7 @@ def build_trainset(
     settings: TrainsetSettings,
     replug: pd.DataFrame | None = None,
     selected: Iterable[str] | None = None,
+    audit: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float | int]]:
     """Label each pool passage positive or negative; return (TRAINSET rows, statistics).
 
@@ -71,7 +73,9 @@ def build_trainset(
     highest ``U`` are the positives; queries without a gold answer have no score, hence no
     positive (``empty_policy`` decides). ``selected`` are the queries to train on when they
     were chosen beforehand (the human share of :mod:`utilann.selection`); otherwise the seeded
-    ``query_ratio`` sample.
+    ``query_ratio`` sample. ``audit`` is the false-negative audit's AUDIT_NEGATIVES table
+    when ``training.negatives.drop_judged_useful`` is on: the negatives it judged useful are
+    removed, in the audited queries only (:func:`drop_judged_useful`).
     """
     pools = pools.astype({"query_id": str, "doc_id": str})
     all_queries = sorted(pools["query_id"].unique())
@@ -156,6 +160,9 @@ def build_trainset(
         is_human_positive=rows["is_human_positive"].astype(bool),
         utility=pd.array([utility.get(pair) for pair in pairs], dtype="Float64"),
     )
+    dropped_negatives = {}
+    if audit is not None:
+        rows, dropped_negatives = drop_judged_useful(rows, audit)
     n_pos = rows.groupby("query_id")["positive"].sum()
     kept_human = human & set(_pairs(rows))
     stats: dict[str, float | int] = {
@@ -173,6 +180,7 @@ def build_trainset(
             float(np.mean([pair in positives for pair in kept_human])) if kept_human else 0.0
         ),
     }
+    stats.update(dropped_negatives)
     if settings.needs_replug:
         scored = rows["utility"].notna()
         stats["replug_scored_queries"] = int(rows.loc[scored, "query_id"].nunique())
@@ -180,6 +188,39 @@ def build_trainset(
         stats["replug_mean_top_utility"] = float(top.mean()) if len(top) else 0.0
     log.info("training set: %s", stats)
     return rows.reset_index(drop=True), stats
+
+
+def drop_judged_useful(
+    rows: pd.DataFrame, audit: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Remove the negatives of TRAINSET ``rows`` that the false-negative audit judged useful.
+
+    Only the audited queries can lose negatives (a query outside the audit's sample keeps all
+    of them); positives are never removed. Returns the kept rows and the counts for the
+    training set's metadata: negatives dropped, queries that lost some, training queries the
+    audit covered and did not cover.
+    """
+    useful, audited = judged_useful(audit)
+    pairs = _pairs(rows)
+    drop = np.array([pair in useful for pair in pairs], dtype=bool) & ~rows["positive"].to_numpy(
+        bool
+    )
+    training = set(rows["query_id"])
+    counts = {
+        "negatives_dropped_judged_useful": int(drop.sum()),
+        "queries_with_dropped_negatives": int(rows.loc[drop, "query_id"].nunique()),
+        "queries_audited": len(training & audited),
+        "queries_not_audited": len(training - audited),
+    }
+    log.info(
+        "dropped %d negatives judged useful by the false-negative audit (%d queries); %d of "
+        "%d training queries were audited, the others keep all their negatives",
+        counts["negatives_dropped_judged_useful"],
+        counts["queries_with_dropped_negatives"],
+        counts["queries_audited"],
+        len(training),
+    )
+    return rows[~drop].reset_index(drop=True), counts
 
 
 def load_training_queries(

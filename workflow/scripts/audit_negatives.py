@@ -1,0 +1,32 @@
+"""The false-negative audit: UtilSel re-reads the pools of a sample of training queries (rule
+audit_negatives; the work is utilann.audit.job.negatives_files).
+
+Only under ``__main__``: vLLM starts worker processes that re-import the main module.
+"""
+
+from utilann.audit.job import negatives_files
+from utilann.logs import script_logging
+
+if __name__ == "__main__":
+    smk, p = snakemake, snakemake.params
+    with script_logging(smk.log[0], "audit_negatives") as log:
+        llm = dict(p.llm)
+        if smk.input.get("model"):  # a prepared model directory (packaged or fetched)
+            llm["path"] = smk.input.model[0]
+        manifest = negatives_files(
+            pools=list(smk.input.pools),
+            cascade_raw=list(smk.input.get("cascade_raw", [])),
+            llm=llm,
+            sampling=p.sampling,
+            decoding=p.decoding,
+            prompts=p.prompts,
+            audit=p.audit,
+            dataset=p.dataset,
+            split=p.split,
+            passage_max_words=p.passage_max_words,
+            chunk_size=p.chunk_size,
+            cache_dir=p.cache_dir,
+            writer=p.writer,
+            out={k: smk.output[k] for k in ("table", "summary", "raw", "manifest")},
+        )
+        log.info("false-negative audit: %s; calls %s", manifest["summary"], manifest["steps"])
