@@ -36,6 +36,7 @@ MODE_RULES = {
     "select_human_queries",
     ORACLE_RULE,
 }
+EVIDENCE_RULES = {"annotate_orders", "judge_confidence"}  # display_orders, low_confidence
 
 
 def dry_run_inputs(wf: Workflow, *args: str, config: str | None = None) -> list[tuple]:
@@ -65,7 +66,7 @@ def nolabels_plan(tmp_path_factory, scifact_dir):
 
 def test_no_job_but_the_oracle_reads_training_qrels(nolabels_plan):
     rules = {rule for rule, _ in nolabels_plan}
-    assert rules >= MODE_RULES and "annotate_shard" in rules and "train" in rules
+    assert rules >= MODE_RULES | EVIDENCE_RULES and {"annotate_shard", "train"} <= rules
     train_qrels = "results/datasets/scifact/splits/train/qrels.parquet"
     readers = {rule for rule, inputs in nolabels_plan if train_qrels in inputs}
     assert readers == {ORACLE_RULE}
@@ -104,7 +105,7 @@ def test_a_corpus_only_dataset_plans_the_whole_mode(tmp_path, scifact_dir):
 # --- one real run ----------------------------------------------------------------------------
 
 EXP = "results/ncmini"
-CL_RUNS = ["random25", "active25"]
+CL_RUNS = ["random25", "active25", "orders25", "unsure25"]
 RUNS = ["relsel", *CL_RUNS]
 
 
@@ -153,6 +154,8 @@ def mini_config() -> dict:
         "relsel": {"label_source": "relsel"},
         "random25": cl,
         "active25": {**cl, "query_selection": "relsel_utilsel"},
+        "orders25": {**cl, "query_selection": "display_orders"},
+        "unsure25": {**cl, "query_selection": "low_confidence"},
     }
     cfg["training"]["defaults"].update(epochs=1, batch_size=4, group_size=4)
     cfg["dense"] = {"encode_shards": 1, "batch_size": 64, "query_max_len": 32}
@@ -166,7 +169,7 @@ def mini(tmp_path_factory, scifact_dir):
     write_scifact_slice(scifact_dir, wf.workdir / "resources" / "datasets" / "scifact")
     wf.write_config("config.yaml", mini_config())
     jobs = planned_jobs(wf.run("-n", config="config.yaml").stdout)
-    assert set(jobs) >= MODE_RULES
+    assert set(jobs) >= MODE_RULES | EVIDENCE_RULES
     wf.run(f"{EXP}/summary.md", f"{EXP}/metrics.parquet", config="config.yaml")
     return wf
 
@@ -225,8 +228,52 @@ def test_human_share_random_and_active(mini):
         assert read_metadata(mini.workdir / EXP / f"human/{run}/pools.parquet")["oracle"] == (
             "scifact/train"
         )
-    active = read(mini, "human/active25/selected.parquet")
-    assert active["score"].notna().all()
+    for run in ("active25", "orders25", "unsure25"):
+        assert read(mini, f"human/{run}/selected.parquet")["score"].notna().all(), run
+
+
+@pytest.mark.llm
+def test_display_orders_are_two_shuffles_of_the_population(mini):
+    population = set(read(mini, "human/orders25/selected.parquet")["query_id"])
+    pools = pd.read_parquet(mini.workdir / EXP / "pools")
+    shown = []
+    for seed in (1, 2):
+        labels = read(mini, f"selection/orders/seed-{seed}.labels.parquet")
+        assert set(labels["query_id"]) == population and set(labels["strategy"]) == {"relsel"}
+        assert (
+            read_metadata(mini.workdir / EXP / f"selection/orders/seed-{seed}.labels.parquet")[
+                "position_policy"
+            ]
+            == "shuffled"
+        )
+        raw = read(mini, f"selection/orders/seed-{seed}.raw.parquet")
+        shown.append({r.query_id: list(r.doc_ids) for r in raw.itertuples()})
+    # each pass shows every pool passage once; the two orders differ for some query
+    for qid in population:
+        pool = sorted(pools.loc[pools["query_id"] == qid, "doc_id"])
+        assert sorted(shown[0][qid]) == sorted(shown[1][qid]) == pool
+    assert any(shown[0][q] != shown[1][q] for q in population)
+    score = read(mini, "human/orders25/selected.parquet")["score"]
+    assert score.between(0, 1).all()
+
+
+@pytest.mark.llm
+def test_judge_confidence_scores_the_annotations_own_answers(mini):
+    confidence = read(mini, "selection/confidence.parquet")
+    assert list(confidence.columns) == schemas.CONFIDENCE.names
+    population = set(read(mini, "human/unsure25/selected.parquet")["query_id"])
+    assert set(confidence["query_id"]) == population
+    scored = confidence[confidence["scored"] > 0]
+    assert len(scored) and (scored["mean_logprob"] < 0).all()
+    assert np.allclose(scored["mean_logprob"], scored["logprob"] / scored["answer_tokens"])
+    meta = read_metadata(mini.workdir / EXP / "selection/confidence.parquet")
+    # the RelSel answers came from the annotation's cache: nothing was generated again
+    assert meta["replayed_generations"] == 0 and meta["step"] == "relsel"
+    assert meta["engine_version"] != "not-installed"
+    selection = read(mini, "human/unsure25/selected.parquet").set_index("query_id")
+    by_query = confidence.set_index("query_id")["mean_logprob"]
+    for qid in scored["query_id"]:
+        assert selection.loc[qid, "score"] == pytest.approx(-by_query[qid])
 
 
 @pytest.mark.llm
@@ -235,7 +282,8 @@ def test_report_has_the_new_corpus_tables(mini):
     for key in ("newcorpus1_queries", "newcorpus2_annotation", "newcorpus3_baselines"):
         assert (report / f"{key}.md").is_file(), key
     share = (report / "newcorpus4_human_share.md").read_text()
-    assert "random" in share and "relsel_utilsel" in share
+    for selector in ("random", "relsel_utilsel", "display_orders", "low_confidence"):
+        assert selector in share, selector
     baselines = (report / "newcorpus3_baselines.md").read_text()
     assert all(run in baselines for run in ["bm25", "zeroshot", *RUNS])
     metrics = read(mini, "metrics.parquet")

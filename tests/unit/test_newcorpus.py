@@ -28,7 +28,7 @@ from utilann.newcorpus.split import (
 from utilann.oracle import oracle_pools
 from utilann.pools import build_pools
 from utilann.schemas import GENERATED_QUERIES
-from utilann.selection import jaccard_distance, select_queries, share_size
+from utilann.selection import Evidence, jaccard_distance, select_queries, share_size
 from utilann.train.data import sample_fraction
 from utilann.train.settings import TrainsetSettings
 
@@ -269,7 +269,9 @@ def test_active_selection_asks_where_relsel_and_utilsel_disagree():
             ("q4", "a", "utilsel", True),  # 0
         ]
     )
-    table = select_queries(pop, 0.5, seed=0, selector="relsel_utilsel", labels=lab)
+    table = select_queries(
+        pop, 0.5, seed=0, selector="relsel_utilsel", evidence=Evidence(labels=lab)
+    )
     assert table.set_index("query_id")["score"].to_dict() == {
         "q1": 0.0,
         "q2": 0.5,

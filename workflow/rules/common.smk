@@ -13,6 +13,7 @@
 #   results/indexes/<dataset>.bm25-<variant>/   Lucene index
 #   results/<experiment>/newcorpus/              generated queries, the generated split
 #   results/<experiment>/human/<run>/            the human share: selection, oracle labels
+#   results/<experiment>/selection/              display orders, judge confidence
 #   results/<experiment>/runs/<run>/<dataset>.<split>.{parquet,trec}
 #   results/<experiment>/eval/<run>/<dataset>.<split>.{perquery,metrics}.parquet
 #   results/<experiment>/metrics.parquet          every aggregate figure of the experiment
@@ -30,6 +31,7 @@ from utilann.annotate import CODE_VERSION as ANNOTATION_CODE_VERSION
 from utilann.annotate.steps import cascade_steps, get_step
 from utilann.llm.templates import load_template, load_template_id, load_templates
 from utilann.newcorpus import CODE_VERSION as NEWCORPUS_CODE_VERSION
+from utilann.evidence import CODE_VERSION as EVIDENCE_CODE_VERSION
 from utilann.selection import get_selector
 from utilann.report import (
     FIGURES,
@@ -120,6 +122,11 @@ HUMAN = f"{EXP}/human"
 # the selection rule chooses (utilann.selection).
 ORACLE = plan.oracle(config)
 HUMAN_SHARE_RUNS = plan.human_share_runs(RUN_SPECS, ORACLE)
+# The LLM passes two active selectors read (utilann.evidence): RelSel under two display
+# orders, and the annotator's confidence in its answers.
+SELECTION = f"{EXP}/selection"
+SELECTION_CFG = config["annotation"]["selection"]
+ORDER_SEEDS = SELECTION_CFG["orders"]["seeds"]
 
 PRIMARY = plan.primary_target(config)
 REPORT_SETTINGS = plan.report_settings(
@@ -490,16 +497,76 @@ def get_querygen_unlabelled(wildcards):
     return dict(unlabelled) if unlabelled["enabled"] else None
 
 
-def get_selection_input(wildcards):
-    """The pools (the population); the LLM labels for an active selector; the candidates
-    table (each query's origin) in the new-corpus mode."""
-    spec = RUN_SPECS[wildcards.run]
+def order_files(kind):
+    """`kind` (labels, raw) of every display-order pass (annotation.selection.orders)."""
+    return [f"{SELECTION}/orders/seed-{seed}.{kind}.parquet" for seed in ORDER_SEEDS]
+
+
+def get_population_input(wildcards):
+    """The pools and, in the new-corpus mode, each query's origin: what the selection
+    population is made of (utilann.selection.population)."""
     inputs = {"pools": pool_files()}
-    if get_selector(spec.trainset.query_selection).needs_labels:
-        inputs["labels"] = f"{ANN}/labels.parquet"
     if NEWCORPUS_ON:
         inputs["candidates"] = f"{NC}/queries.parquet"
     return inputs
+
+
+def get_evidence_input(wildcards):
+    """The population's pools and origins, and the annotator model."""
+    return {
+        **get_population_input(wildcards),
+        "model": llm_model_input(config["llm"]["model"]),
+    }
+
+
+def get_selection_input(wildcards):
+    """The population; what the run's selector reads: the LLM labels, the display-order
+    passes or the judge's confidence (utilann.selection.Selector.evidence)."""
+    selector = get_selector(RUN_SPECS[wildcards.run].trainset.query_selection)
+    inputs = get_population_input(wildcards)
+    if selector.needs("labels"):
+        inputs["labels"] = f"{ANN}/labels.parquet"
+    if selector.needs("orders"):
+        inputs["orders"] = order_files("labels")
+    if selector.needs("confidence"):
+        inputs["confidence"] = f"{SELECTION}/confidence.parquet"
+    return inputs
+
+
+def get_population_origins(wildcards):
+    """The origins the population keeps (newcorpus.oracle.origins; None = every query)."""
+    return ORACLE["origins"] if ORACLE else None
+
+
+def get_evidence_annotator(wildcards):
+    """The annotation job's settings (rule annotate_shard's params), which the evidence
+    passes reuse: the same calls hit the same cache keys."""
+    llm = config["llm"]
+    ann = config["annotation"]
+    return {
+        "model": llm["model"],
+        "backend": llm["backend"],
+        "transformers": llm["transformers"],
+        "engine": llm["engine"],
+        "env": llm["env"],
+        "chat_template_kwargs": llm["chat_template_kwargs"],
+        "sampling": llm["sampling"],
+        "prompts": annotation_prompts(),
+        "strategies": ann["strategies"],
+        "window_size": ann["window_size"],
+        "position_policy": ann["position_policy"],
+        "seed": ann["seed"],
+        "passage_max_words": ann["passage_max_words"],
+        "chunk_size": ann["chunk_size"],
+        "decoding": annotation_decoding(),
+        "cache_dir": llm["cache_dir"],
+        "code_version": ANNOTATION_CODE_VERSION,
+    }
+
+
+def evidence_writer(name):
+    """An evidence job's own file in the LLM cache (`name`: orders, confidence)."""
+    return f"{config['experiment']}.selection-{name}"
 
 
 def get_selection_params(wildcards):
@@ -510,7 +577,7 @@ def get_selection_params(wildcards):
         "selector": labels.query_selection,
         "ratio": labels.query_ratio,
         "seed": labels.seed,
-        "origins": ORACLE["origins"] if ORACLE else None,
+        "origins": get_population_origins(wildcards),
         "threshold": (
             labels.utilrank_threshold if "utilrank" in selector.strategies else None
         ),

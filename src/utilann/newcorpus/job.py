@@ -134,10 +134,7 @@ def generate_shard(
     templates = [t for t in (settings.template, settings.check_template) if t is not None]
     meta = {
         "model": generator["model"],
-        "model_revision": identity.revision,
-        "backend": identity.backend,  # what ran on this machine (``auto`` resolved)
-        "dtype": identity.dtype,
-        "engine_version": identity.engine_version,
+        **identity.run_metadata(),  # what ran on this machine (``auto`` resolved)
         "sampling": sampling,
         "prompts": {"version": version, "dir": directory, **{t.name: t.sha256 for t in templates}},
         "examples": len(examples),
