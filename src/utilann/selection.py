@@ -77,12 +77,14 @@ class Selector:
         strategies: the annotation strategies whose labels it compares (none for ``random``).
         score: ``(evidence, query_ids, threshold) -> uncertainty per query`` (None = random).
         evidence: what ``score`` reads (:data:`EVIDENCE`).
+        description: what the score measures, for the report's human-share table.
     """
 
     name: str
     strategies: tuple[str, ...] = ()
     score: Scorer | None = None
     evidence: tuple[str, ...] = ()
+    description: str = ""
 
     def __post_init__(self) -> None:
         unknown = set(self.evidence) - set(EVIDENCE)
@@ -176,10 +178,14 @@ def _required(table: pd.DataFrame | None, what: str) -> pd.DataFrame:
     return table
 
 
-register(Selector("random"))
+register(Selector("random", description="a seeded random share (the paper's CL)"))
 register(
     Selector(
-        "relsel_utilsel", ("relsel", "utilsel"), _disagreement("relsel", "utilsel"), ("labels",)
+        "relsel_utilsel",
+        ("relsel", "utilsel"),
+        _disagreement("relsel", "utilsel"),
+        ("labels",),
+        "Jaccard distance of RelSel's and UtilSel's positives",
     )
 )
 register(
@@ -188,10 +194,27 @@ register(
         ("utilsel", "utilrank"),
         _disagreement("utilsel", "utilrank"),
         ("labels",),
+        "Jaccard distance of UtilSel's positives and UtilRank's top k %",
     )
 )
-register(Selector("display_orders", ("relsel",), _order_disagreement, ("orders",)))
-register(Selector("low_confidence", (), _low_confidence, ("confidence",)))
+register(
+    Selector(
+        "display_orders",
+        ("relsel",),
+        _order_disagreement,
+        ("orders",),
+        "Jaccard distance of RelSel's positives under two shuffled display orders of the pool",
+    )
+)
+register(
+    Selector(
+        "low_confidence",
+        (),
+        _low_confidence,
+        ("confidence",),
+        "lowest mean token log-probability of the annotator's own answers (vLLM scoring)",
+    )
+)
 
 
 def population(

@@ -289,3 +289,82 @@ def test_report_has_the_new_corpus_tables(mini):
     metrics = read(mini, "metrics.parquet")
     ndcg = metrics[(metrics["measure"] == "nDCG@10") & (metrics["split"] == "test")]
     assert set(ndcg["run"]) == {"bm25", "zeroshot", *RUNS}
+
+
+# --- a corpus of one's own: a folder holding only corpus.jsonl, for real ---------------------
+
+OWN = "results/mine"
+
+
+def own_corpus_config() -> dict:
+    """The README's "your own corpus" overlay as written, with small caps: 6 passages, pools
+    of 4 (one RelSel window), one small epoch; half the kept questions held out."""
+    readme = (REPO / "README.md").read_text()
+    snippet = readme[readme.index("# my-corpus.yaml") :]
+    cfg = yaml.safe_load(snippet[: snippet.index("```")].replace('"..."', "x"))
+    cfg["newcorpus"]["passages"]["count"] = 6
+    cfg["newcorpus"]["heldout"]["ratio"] = 0.5
+    cfg["newcorpus"]["filters"] = {"round_trip_k": 50}
+    cfg["newcorpus"]["passage_max_words"] = 96
+    cfg["newcorpus"]["sampling"] = {"max_tokens": 32}
+    cfg["pools"] = {"negatives": 3}
+    cfg["annotation"] = {"window_size": 4, "passage_max_words": 64}
+    cfg["evaluation"]["measures"] = ["nDCG@10", "R@100"]
+    cfg["training"]["defaults"] = {"epochs": 1, "batch_size": 4, "group_size": 4}
+    cfg["dense"] = {"encode_shards": 1, "batch_size": 64, "query_max_len": 32}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory, scifact_dir):
+    wf = Workflow(tmp_path_factory.mktemp("own-corpus"))
+    folder = wf.workdir / "resources" / "datasets" / "mine"
+    folder.mkdir(parents=True)
+    lines = (scifact_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:150]
+    (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    wf.write_config("my-corpus.yaml", own_corpus_config())
+    plan = dry_run_inputs(wf, config="my-corpus.yaml")
+    wf.run(config="my-corpus.yaml")
+    return wf, plan
+
+
+@pytest.mark.llm
+def test_own_corpus_reads_nothing_but_its_corpus(own):
+    wf, plan = own
+    outside = {p for _, inputs in plan for p in inputs if p and not p.startswith("results/")}
+    models = {p for p in outside if p.startswith("resources/models/")}
+    repo_config = {p for p in outside if p.endswith("config/reproduction.yaml")}
+    assert outside - models - repo_config == {"resources/datasets/mine"}
+    assert [p.name for p in (wf.workdir / "resources/datasets/mine").iterdir()] == ["corpus.jsonl"]
+    rules = {rule for rule, _ in plan}
+    assert {"querygen_shard", "annotate_shard", "train", "evaluate_run"} <= rules
+    assert "split_dataset" not in rules  # no judged split exists
+    ingested = wf.workdir / "results/datasets/mine"
+    assert not (ingested / "queries.parquet").exists() and not (ingested / "qrels.parquet").exists()
+
+
+@pytest.mark.llm
+def test_own_corpus_is_evaluated_on_held_out_questions(own):
+    wf, _ = own
+    exp = wf.workdir / OWN
+    candidates = pd.read_parquet(exp / "newcorpus/queries.parquet")
+    held = candidates[candidates["status"] == "heldout"]
+    trained = set(candidates.loc[candidates["status"] == "kept", "query_id"])
+    assert len(held) >= 1 and trained and not set(held["query_id"]) & trained
+    queries = pd.read_parquet(exp / "newcorpus/heldout/queries.parquet")
+    qrels = pd.read_parquet(exp / "newcorpus/heldout/qrels.parquet")
+    assert sorted(queries["query_id"]) == sorted(held["query_id"])
+    assert sorted(zip(qrels["query_id"], qrels["doc_id"])) == sorted(
+        zip(held["query_id"], held["source_doc_id"])
+    )
+    assert read_metadata(exp / "newcorpus/heldout/qrels.parquet")["pseudo"] is True
+    # held-out questions are never trained on: not in the pools
+    pools = pd.read_parquet(exp / "pools")
+    assert set(pools["query_id"]) <= trained
+    metrics = pd.read_parquet(exp / "metrics.parquet")
+    ndcg = metrics[(metrics["measure"] == "nDCG@10") & (metrics["split"] == "heldout")]
+    assert set(ndcg["run"]) == {"bm25", "zeroshot", "relsel", "utilsel"}
+    assert ndcg["value"].between(0, 1).all()
+    report = (exp / "report/newcorpus1_queries.md").read_text()
+    assert "held out" in report
+    assert (exp / "models/relsel").is_dir() and (exp / "models/utilsel").is_dir()

@@ -117,6 +117,9 @@ NEWCORPUS = config["newcorpus"]
 NEWCORPUS_ON = plan.newcorpus_enabled(config)
 plan.check_newcorpus(config)
 NC = f"{EXP}/newcorpus"
+# The held-out generated questions (newcorpus.heldout): an evaluation split for a corpus
+# without test queries.
+HELDOUT = plan.heldout_split(config)
 HUMAN = f"{EXP}/human"
 # The qrels standing in for human labellers (new-corpus mode), and the runs whose human share
 # the selection rule chooses (utilann.selection).
@@ -178,8 +181,21 @@ def split_files(dataset, split):
             "queries": f"{NC}/split/queries.parquet",
             "qrels": f"{NC}/split/qrels.parquet",
         }
+    if (dataset, split) == HELDOUT:
+        return {
+            "queries": f"{NC}/heldout/queries.parquet",
+            "qrels": f"{NC}/heldout/qrels.parquet",
+        }
     base = f"{DATA}/{dataset}/splits/{split}"
     return {"queries": f"{base}/queries.parquet", "qrels": f"{base}/qrels.parquet"}
+
+
+def heldout_outputs():
+    """Rule querygen_split's held-out split outputs (none without newcorpus.heldout)."""
+    if HELDOUT is None:
+        return {}
+    files = split_files(*HELDOUT)
+    return {"heldout_queries": files["queries"], "heldout_qrels": files["qrels"]}
 
 
 def querygen_shard_files(name):
@@ -487,7 +503,9 @@ def get_querygen_split_input(wildcards):
     if NEWCORPUS["unlabelled"]["enabled"]:
         inputs["queries"] = f"{DATA}/{dataset}/queries.parquet"
         inputs["judged"] = [
-            split_files(d, s)["qrels"] for d, s in EVAL_TARGETS if d == dataset
+            split_files(d, s)["qrels"]
+            for d, s in EVAL_TARGETS
+            if d == dataset and (d, s) != HELDOUT  # made here, of generated questions
         ]
     return inputs
 
