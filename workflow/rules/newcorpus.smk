@@ -96,10 +96,10 @@ rule querygen_split:
     input:
         unpack(get_querygen_split_input),
     output:
+        **heldout_outputs(),
         candidates=f"{NC}/queries.parquet",
         queries=f"{NC}/split/queries.parquet",
         qrels=f"{NC}/split/qrels.parquet",
-        **heldout_outputs(),
     log:
         f"{LOGS}/newcorpus/split.log",
     benchmark:
