@@ -219,7 +219,7 @@ def judge_files(
     golden = golden_qrels(result.labels, human, list(answers), f"{split}{HYBRID_SUFFIX}")
     meta = {
         "model": judge["model"],
-        "model_revision": identity.revision,
+        **identity.run_metadata(),
         "template": {"id": template.id, "sha256": template.sha256},
         "sampling": dict(sampling),
         "window_size": window_size,
@@ -232,9 +232,6 @@ def judge_files(
     manifest = {
         **meta,
         "engine": dict(judge["engine"]),
-        "backend": identity.backend,
-        "dtype": identity.dtype,
-        "engine_version": identity.engine_version,
         "steps": {JUDGE_STEP: result.stats.as_dict()},
         "pool": summary(result.labels, golden),
         "engine_started": generator.started,

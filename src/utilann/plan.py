@@ -462,6 +462,11 @@ def check_newcorpus(config: Config) -> None:
             f"newcorpus generates {train['dataset']}/{train['split']}, which is also an "
             "evaluation target: name the generated split differently (train.split)"
         )
+    if nc["heldout"]["split"] == train["split"]:
+        raise ValueError(
+            f"newcorpus.heldout.split {train['split']!r} is the training split's name: the "
+            "held-out questions need a split of their own"
+        )
     source = nc["examples"]["from"]
     if source is not None:
         dataset_entry(config, source["dataset"])
@@ -477,6 +482,14 @@ def check_newcorpus(config: Config) -> None:
                 "newcorpus.oracle.origins is [unlabelled] but newcorpus.unlabelled is off: "
                 "the oracle would have no query to label"
             )
+
+
+def heldout_split(config: Config) -> tuple[str, str] | None:
+    """(dataset, split) of the held-out generated questions (``newcorpus.heldout``), or None."""
+    split = config["newcorpus"]["heldout"]["split"]
+    if not newcorpus_enabled(config) or split is None:
+        return None
+    return config["train"]["dataset"], split
 
 
 def oracle(config: Config) -> Mapping[str, Any] | None:

@@ -180,9 +180,8 @@ def score_pool_shard(
     meta = {
         "model": scorer["model"],
         "model_path": scorer["path"],
-        "model_revision": llm.identity.revision,
+        **llm.identity.run_metadata(),
         "engine": scorer["engine"],
-        "vllm_version": llm.identity.engine_version,
         "prompt": {"id": template.id, "sha256": template.sha256},
         "sampling": dict(SCORE_SAMPLING),
         "code_version": code_version,

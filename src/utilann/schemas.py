@@ -376,6 +376,26 @@ the 1-based order in which queries would be asked, ``selected`` the budget's sha
 Selector, ratio, seed and population are in the metadata.
 """
 
+CONFIDENCE = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("step", pa.string()),
+        ("calls", pa.int32()),
+        ("scored", pa.int32()),
+        ("answer_tokens", pa.int32()),
+        ("logprob", pa.float64()),
+        ("mean_logprob", pa.float64()),
+    ]
+)
+"""The annotator's confidence in its own answers, one row per query of the selection
+population (rule ``judge_confidence``, :mod:`utilann.evidence`).
+
+``step`` is the judged step, ``calls`` its calls for the query, ``scored`` those with a
+non-empty answer that fit the context, ``answer_tokens`` and ``logprob`` the scored answers'
+tokens and summed log-probability (each answer given its own prompt), ``mean_logprob`` their
+ratio (null when nothing was scored).
+"""
+
 FEW_SHOT = pa.schema(
     [
         ("query_id", pa.string()),

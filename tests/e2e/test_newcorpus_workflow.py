@@ -36,6 +36,7 @@ MODE_RULES = {
     "select_human_queries",
     ORACLE_RULE,
 }
+EVIDENCE_RULES = {"annotate_orders", "judge_confidence"}  # display_orders, low_confidence
 
 
 def dry_run_inputs(wf: Workflow, *args: str, config: str | None = None) -> list[tuple]:
@@ -65,7 +66,7 @@ def nolabels_plan(tmp_path_factory, scifact_dir):
 
 def test_no_job_but_the_oracle_reads_training_qrels(nolabels_plan):
     rules = {rule for rule, _ in nolabels_plan}
-    assert rules >= MODE_RULES and "annotate_shard" in rules and "train" in rules
+    assert rules >= MODE_RULES | EVIDENCE_RULES and {"annotate_shard", "train"} <= rules
     train_qrels = "results/datasets/scifact/splits/train/qrels.parquet"
     readers = {rule for rule, inputs in nolabels_plan if train_qrels in inputs}
     assert readers == {ORACLE_RULE}
@@ -104,7 +105,7 @@ def test_a_corpus_only_dataset_plans_the_whole_mode(tmp_path, scifact_dir):
 # --- one real run ----------------------------------------------------------------------------
 
 EXP = "results/ncmini"
-CL_RUNS = ["random25", "active25"]
+CL_RUNS = ["random25", "active25", "orders25", "unsure25"]
 RUNS = ["relsel", *CL_RUNS]
 
 
@@ -153,6 +154,8 @@ def mini_config() -> dict:
         "relsel": {"label_source": "relsel"},
         "random25": cl,
         "active25": {**cl, "query_selection": "relsel_utilsel"},
+        "orders25": {**cl, "query_selection": "display_orders"},
+        "unsure25": {**cl, "query_selection": "low_confidence"},
     }
     cfg["training"]["defaults"].update(epochs=1, batch_size=4, group_size=4)
     cfg["dense"] = {"encode_shards": 1, "batch_size": 64, "query_max_len": 32}
@@ -166,7 +169,7 @@ def mini(tmp_path_factory, scifact_dir):
     write_scifact_slice(scifact_dir, wf.workdir / "resources" / "datasets" / "scifact")
     wf.write_config("config.yaml", mini_config())
     jobs = planned_jobs(wf.run("-n", config="config.yaml").stdout)
-    assert set(jobs) >= MODE_RULES
+    assert set(jobs) >= MODE_RULES | EVIDENCE_RULES
     wf.run(f"{EXP}/summary.md", f"{EXP}/metrics.parquet", config="config.yaml")
     return wf
 
@@ -225,8 +228,52 @@ def test_human_share_random_and_active(mini):
         assert read_metadata(mini.workdir / EXP / f"human/{run}/pools.parquet")["oracle"] == (
             "scifact/train"
         )
-    active = read(mini, "human/active25/selected.parquet")
-    assert active["score"].notna().all()
+    for run in ("active25", "orders25", "unsure25"):
+        assert read(mini, f"human/{run}/selected.parquet")["score"].notna().all(), run
+
+
+@pytest.mark.llm
+def test_display_orders_are_two_shuffles_of_the_population(mini):
+    population = set(read(mini, "human/orders25/selected.parquet")["query_id"])
+    pools = pd.read_parquet(mini.workdir / EXP / "pools")
+    shown = []
+    for seed in (1, 2):
+        labels = read(mini, f"selection/orders/seed-{seed}.labels.parquet")
+        assert set(labels["query_id"]) == population and set(labels["strategy"]) == {"relsel"}
+        assert (
+            read_metadata(mini.workdir / EXP / f"selection/orders/seed-{seed}.labels.parquet")[
+                "position_policy"
+            ]
+            == "shuffled"
+        )
+        raw = read(mini, f"selection/orders/seed-{seed}.raw.parquet")
+        shown.append({r.query_id: list(r.doc_ids) for r in raw.itertuples()})
+    # each pass shows every pool passage once; the two orders differ for some query
+    for qid in population:
+        pool = sorted(pools.loc[pools["query_id"] == qid, "doc_id"])
+        assert sorted(shown[0][qid]) == sorted(shown[1][qid]) == pool
+    assert any(shown[0][q] != shown[1][q] for q in population)
+    score = read(mini, "human/orders25/selected.parquet")["score"]
+    assert score.between(0, 1).all()
+
+
+@pytest.mark.llm
+def test_judge_confidence_scores_the_annotations_own_answers(mini):
+    confidence = read(mini, "selection/confidence.parquet")
+    assert list(confidence.columns) == schemas.CONFIDENCE.names
+    population = set(read(mini, "human/unsure25/selected.parquet")["query_id"])
+    assert set(confidence["query_id"]) == population
+    scored = confidence[confidence["scored"] > 0]
+    assert len(scored) and (scored["mean_logprob"] < 0).all()
+    assert np.allclose(scored["mean_logprob"], scored["logprob"] / scored["answer_tokens"])
+    meta = read_metadata(mini.workdir / EXP / "selection/confidence.parquet")
+    # the RelSel answers came from the annotation's cache: nothing was generated again
+    assert meta["replayed_generations"] == 0 and meta["step"] == "relsel"
+    assert meta["engine_version"] != "not-installed"
+    selection = read(mini, "human/unsure25/selected.parquet").set_index("query_id")
+    by_query = confidence.set_index("query_id")["mean_logprob"]
+    for qid in scored["query_id"]:
+        assert selection.loc[qid, "score"] == pytest.approx(-by_query[qid])
 
 
 @pytest.mark.llm
@@ -235,9 +282,91 @@ def test_report_has_the_new_corpus_tables(mini):
     for key in ("newcorpus1_queries", "newcorpus2_annotation", "newcorpus3_baselines"):
         assert (report / f"{key}.md").is_file(), key
     share = (report / "newcorpus4_human_share.md").read_text()
-    assert "random" in share and "relsel_utilsel" in share
+    for selector in ("random", "relsel_utilsel", "display_orders", "low_confidence"):
+        assert selector in share, selector
     baselines = (report / "newcorpus3_baselines.md").read_text()
     assert all(run in baselines for run in ["bm25", "zeroshot", *RUNS])
     metrics = read(mini, "metrics.parquet")
     ndcg = metrics[(metrics["measure"] == "nDCG@10") & (metrics["split"] == "test")]
     assert set(ndcg["run"]) == {"bm25", "zeroshot", *RUNS}
+
+
+# --- a corpus of one's own: a folder holding only corpus.jsonl, for real ---------------------
+
+OWN = "results/mine"
+
+
+def own_corpus_config() -> dict:
+    """The README's "your own corpus" overlay as written, with small caps: 6 passages, pools
+    of 4 (one RelSel window), one small epoch; half the kept questions held out."""
+    readme = (REPO / "README.md").read_text()
+    snippet = readme[readme.index("# my-corpus.yaml") :]
+    cfg = yaml.safe_load(snippet[: snippet.index("```")].replace('"..."', "x"))
+    cfg["newcorpus"]["passages"]["count"] = 6
+    cfg["newcorpus"]["heldout"]["ratio"] = 0.5
+    cfg["newcorpus"]["filters"] = {"round_trip_k": 50}
+    cfg["newcorpus"]["passage_max_words"] = 96
+    cfg["newcorpus"]["sampling"] = {"max_tokens": 32}
+    cfg["pools"] = {"negatives": 3}
+    cfg["annotation"] = {"window_size": 4, "passage_max_words": 64}
+    cfg["evaluation"]["measures"] = ["nDCG@10", "R@100"]
+    cfg["training"]["defaults"] = {"epochs": 1, "batch_size": 4, "group_size": 4}
+    cfg["dense"] = {"encode_shards": 1, "batch_size": 64, "query_max_len": 32}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory, scifact_dir):
+    wf = Workflow(tmp_path_factory.mktemp("own-corpus"))
+    folder = wf.workdir / "resources" / "datasets" / "mine"
+    folder.mkdir(parents=True)
+    lines = (scifact_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:150]
+    (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    wf.write_config("my-corpus.yaml", own_corpus_config())
+    plan = dry_run_inputs(wf, config="my-corpus.yaml")
+    wf.run(config="my-corpus.yaml")
+    return wf, plan
+
+
+@pytest.mark.llm
+def test_own_corpus_reads_nothing_but_its_corpus(own):
+    wf, plan = own
+    outside = {p for _, inputs in plan for p in inputs if p and not p.startswith("results/")}
+    models = {p for p in outside if p.startswith("resources/models/")}
+    repo_config = {p for p in outside if p.endswith("config/reproduction.yaml")}
+    assert outside - models - repo_config == {"resources/datasets/mine"}
+    assert [p.name for p in (wf.workdir / "resources/datasets/mine").iterdir()] == ["corpus.jsonl"]
+    rules = {rule for rule, _ in plan}
+    assert {"querygen_shard", "annotate_shard", "train", "evaluate_run"} <= rules
+    assert "split_dataset" not in rules  # no judged split exists
+    ingested = wf.workdir / "results/datasets/mine"
+    # ingestion writes its tables for any folder: here without a query or a judgement
+    assert pd.read_parquet(ingested / "queries.parquet").empty
+    assert pd.read_parquet(ingested / "qrels.parquet").empty
+
+
+@pytest.mark.llm
+def test_own_corpus_is_evaluated_on_held_out_questions(own):
+    wf, _ = own
+    exp = wf.workdir / OWN
+    candidates = pd.read_parquet(exp / "newcorpus/queries.parquet")
+    held = candidates[candidates["status"] == "heldout"]
+    trained = set(candidates.loc[candidates["status"] == "kept", "query_id"])
+    assert len(held) >= 1 and trained and not set(held["query_id"]) & trained
+    queries = pd.read_parquet(exp / "newcorpus/heldout/queries.parquet")
+    qrels = pd.read_parquet(exp / "newcorpus/heldout/qrels.parquet")
+    assert sorted(queries["query_id"]) == sorted(held["query_id"])
+    assert sorted(zip(qrels["query_id"], qrels["doc_id"])) == sorted(
+        zip(held["query_id"], held["source_doc_id"])
+    )
+    assert read_metadata(exp / "newcorpus/heldout/qrels.parquet")["pseudo"] is True
+    # held-out questions are never trained on: not in the pools
+    pools = pd.read_parquet(exp / "pools")
+    assert set(pools["query_id"]) <= trained
+    metrics = pd.read_parquet(exp / "metrics.parquet")
+    ndcg = metrics[(metrics["measure"] == "nDCG@10") & (metrics["split"] == "heldout")]
+    assert set(ndcg["run"]) == {"bm25", "zeroshot", "relsel", "utilsel"}
+    assert ndcg["value"].between(0, 1).all()
+    report = (exp / "report/newcorpus1_queries.md").read_text()
+    assert "held out" in report
+    assert (exp / "models/relsel").is_dir() and (exp / "models/utilsel").is_dir()

@@ -373,3 +373,18 @@ def test_two_processes_writing_concurrently_lose_nothing(tmp_path, same_writer):
         conn = sqlite3.connect(tmp_path / name)
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         conn.close()
+
+
+def test_every_llm_job_writes_the_same_engine_keys():
+    assert replace(IDENTITY, backend="transformers").run_metadata() == {
+        "model_revision": "sha256:abc",
+        "backend": "transformers",
+        "dtype": "bfloat16",
+        "engine_version": "0.32.0",
+    }
+    # no job writes its own spelling of them (REPLUG's manifest once said vllm_version)
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src" / "utilann"
+    writers = [p for p in src.rglob("*.py") if '"vllm_version"' in p.read_text()]
+    assert writers == []

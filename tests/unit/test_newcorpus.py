@@ -21,6 +21,7 @@ from utilann.newcorpus.filters import (
 from utilann.newcorpus.sampling import contiguous_shards, sample_passages
 from utilann.newcorpus.split import (
     mark_duplicates,
+    mark_heldout,
     mark_round_trip,
     split_tables,
     unlabelled_queries,
@@ -28,7 +29,7 @@ from utilann.newcorpus.split import (
 from utilann.oracle import oracle_pools
 from utilann.pools import build_pools
 from utilann.schemas import GENERATED_QUERIES
-from utilann.selection import jaccard_distance, select_queries, share_size
+from utilann.selection import Evidence, jaccard_distance, select_queries, share_size
 from utilann.train.data import sample_fraction
 from utilann.train.settings import TrainsetSettings
 
@@ -106,6 +107,7 @@ def test_duplicates_round_trip_and_the_split():
         "self_check": 0,
         "duplicate": 1,
         "round_trip": 1,
+        "heldout": 0,
     }
     extra = candidates([("q7", "unlabelled", None, "a logged query", "kept")])
     queries, qrels = split_tables(pd.concat([table, extra], ignore_index=True), "generated")
@@ -115,6 +117,32 @@ def test_duplicates_round_trip_and_the_split():
         ["gen-d1", "d1", 1, "generated"],
         ["gen-d5", "d5", 1, "generated"],
     ]
+
+
+def test_a_seeded_share_of_kept_questions_is_held_out():
+    table = candidates(
+        [(f"gen-d{i}", "generated", f"d{i}", f"question {i}?", "kept") for i in range(10)]
+        + [("gen-x", "generated", "dx", "x", "too_short")]
+        + [("q7", "unlabelled", None, "a logged query", "kept")]
+    )
+    assert mark_heldout(table, 0.2, seed=3) == 2
+    held = table[table["status"] == "heldout"]
+    # sample_fraction's share of the kept generated ids, never an unlabelled or removed one
+    generated_kept = [f"gen-d{i}" for i in range(10)]
+    assert set(held["query_id"]) == sample_fraction(generated_kept, 0.2, 3)
+    queries, qrels = split_tables(table, "generated")
+    assert not set(queries["query_id"]) & set(held["query_id"]) and "q7" in set(queries["query_id"])
+    held_queries, held_qrels = split_tables(table, "heldout", "heldout")
+    assert sorted(held_queries["query_id"]) == sorted(held["query_id"])
+    assert sorted(held_qrels["doc_id"]) == sorted(held["source_doc_id"])
+    assert set(held_qrels["split"]) == {"heldout"}
+    # one kept question always stays for training; fewer than two cannot be split
+    pair = candidates(
+        [("gen-a", "generated", "a", "a?", "kept"), ("gen-b", "generated", "b", "b?", "kept")]
+    )
+    assert mark_heldout(pair, 0.9, seed=0) == 1 and (pair["status"] == "kept").sum() == 1
+    with pytest.raises(ValueError, match="at least 2 kept generated"):
+        mark_heldout(candidates([("gen-a", "generated", "a", "a?", "kept")]), 0.5, 0)
 
 
 def test_unlabelled_queries_never_include_an_evaluated_query():
@@ -269,7 +297,9 @@ def test_active_selection_asks_where_relsel_and_utilsel_disagree():
             ("q4", "a", "utilsel", True),  # 0
         ]
     )
-    table = select_queries(pop, 0.5, seed=0, selector="relsel_utilsel", labels=lab)
+    table = select_queries(
+        pop, 0.5, seed=0, selector="relsel_utilsel", evidence=Evidence(labels=lab)
+    )
     assert table.set_index("query_id")["score"].to_dict() == {
         "q1": 0.0,
         "q2": 0.5,
@@ -359,6 +389,7 @@ def test_human_share_runs_and_newcorpus_checks():
             "examples": {"written": [], "from": None},
             "oracle": None,
             "unlabelled": {"enabled": False},
+            "heldout": {"split": None, "ratio": 0.2, "seed": 0},
         },
     }
     with pytest.raises(ValueError, match="also an evaluation target"):
@@ -366,6 +397,12 @@ def test_human_share_runs_and_newcorpus_checks():
     cfg["train"]["split"] = "generated"
     with pytest.raises(ValueError, match="has no example"):
         plan.check_newcorpus(cfg)
+    assert plan.heldout_split(cfg) is None
+    cfg["newcorpus"]["heldout"]["split"] = "generated"
+    with pytest.raises(ValueError, match="split of their own"):
+        plan.check_newcorpus(cfg)
+    cfg["newcorpus"]["heldout"]["split"] = "heldout"
+    assert plan.heldout_split(cfg) == ("own", "heldout")
 
 
 def ingest_into(src, out):

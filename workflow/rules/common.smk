@@ -13,6 +13,7 @@
 #   results/indexes/<dataset>.bm25-<variant>/   Lucene index
 #   results/<experiment>/newcorpus/              generated queries, the generated split
 #   results/<experiment>/human/<run>/            the human share: selection, oracle labels
+#   results/<experiment>/selection/              display orders, judge confidence
 #   results/<experiment>/runs/<run>/<dataset>.<split>.{parquet,trec}
 #   results/<experiment>/eval/<run>/<dataset>.<split>.{perquery,metrics}.parquet
 #   results/<experiment>/metrics.parquet          every aggregate figure of the experiment
@@ -31,6 +32,7 @@ from utilann.audit import AUDITED_STEPS, CODE_VERSION as AUDIT_CODE_VERSION
 from utilann.annotate.steps import cascade_steps, get_step
 from utilann.llm.templates import load_template, load_template_id, load_templates
 from utilann.newcorpus import CODE_VERSION as NEWCORPUS_CODE_VERSION
+from utilann.evidence import CODE_VERSION as EVIDENCE_CODE_VERSION
 from utilann.selection import get_selector
 from utilann.report import (
     FIGURES,
@@ -125,11 +127,19 @@ NEWCORPUS = config["newcorpus"]
 NEWCORPUS_ON = plan.newcorpus_enabled(config)
 plan.check_newcorpus(config)
 NC = f"{EXP}/newcorpus"
+# The held-out generated questions (newcorpus.heldout): an evaluation split for a corpus
+# without test queries.
+HELDOUT = plan.heldout_split(config)
 HUMAN = f"{EXP}/human"
 # The qrels standing in for human labellers (new-corpus mode), and the runs whose human share
 # the selection rule chooses (utilann.selection).
 ORACLE = plan.oracle(config)
 HUMAN_SHARE_RUNS = plan.human_share_runs(RUN_SPECS, ORACLE)
+# The LLM passes two active selectors read (utilann.evidence): RelSel under two display
+# orders, and the annotator's confidence in its answers.
+SELECTION = f"{EXP}/selection"
+SELECTION_CFG = config["annotation"]["selection"]
+ORDER_SEEDS = SELECTION_CFG["orders"]["seeds"]
 
 PRIMARY = plan.primary_target(config)
 REPORT_SETTINGS = plan.report_settings(
@@ -181,8 +191,21 @@ def split_files(dataset, split):
             "queries": f"{NC}/split/queries.parquet",
             "qrels": f"{NC}/split/qrels.parquet",
         }
+    if (dataset, split) == HELDOUT:
+        return {
+            "queries": f"{NC}/heldout/queries.parquet",
+            "qrels": f"{NC}/heldout/qrels.parquet",
+        }
     base = f"{DATA}/{dataset}/splits/{split}"
     return {"queries": f"{base}/queries.parquet", "qrels": f"{base}/qrels.parquet"}
+
+
+def heldout_outputs():
+    """Rule querygen_split's held-out split outputs (none without newcorpus.heldout)."""
+    if HELDOUT is None:
+        return {}
+    files = split_files(*HELDOUT)
+    return {"heldout_queries": files["queries"], "heldout_qrels": files["qrels"]}
 
 
 def querygen_shard_files(name):
@@ -572,7 +595,9 @@ def get_querygen_split_input(wildcards):
     if NEWCORPUS["unlabelled"]["enabled"]:
         inputs["queries"] = f"{DATA}/{dataset}/queries.parquet"
         inputs["judged"] = [
-            split_files(d, s)["qrels"] for d, s in EVAL_TARGETS if d == dataset
+            split_files(d, s)["qrels"]
+            for d, s in EVAL_TARGETS
+            if d == dataset and (d, s) != HELDOUT  # made here, of generated questions
         ]
     return inputs
 
@@ -582,16 +607,76 @@ def get_querygen_unlabelled(wildcards):
     return dict(unlabelled) if unlabelled["enabled"] else None
 
 
-def get_selection_input(wildcards):
-    """The pools (the population); the LLM labels for an active selector; the candidates
-    table (each query's origin) in the new-corpus mode."""
-    spec = RUN_SPECS[wildcards.run]
+def order_files(kind):
+    """`kind` (labels, raw) of every display-order pass (annotation.selection.orders)."""
+    return [f"{SELECTION}/orders/seed-{seed}.{kind}.parquet" for seed in ORDER_SEEDS]
+
+
+def get_population_input(wildcards):
+    """The pools and, in the new-corpus mode, each query's origin: what the selection
+    population is made of (utilann.selection.population)."""
     inputs = {"pools": pool_files()}
-    if get_selector(spec.trainset.query_selection).needs_labels:
-        inputs["labels"] = f"{ANN}/labels.parquet"
     if NEWCORPUS_ON:
         inputs["candidates"] = f"{NC}/queries.parquet"
     return inputs
+
+
+def get_evidence_input(wildcards):
+    """The population's pools and origins, and the annotator model."""
+    return {
+        **get_population_input(wildcards),
+        "model": llm_model_input(config["llm"]["model"]),
+    }
+
+
+def get_selection_input(wildcards):
+    """The population; what the run's selector reads: the LLM labels, the display-order
+    passes or the judge's confidence (utilann.selection.Selector.evidence)."""
+    selector = get_selector(RUN_SPECS[wildcards.run].trainset.query_selection)
+    inputs = get_population_input(wildcards)
+    if selector.needs("labels"):
+        inputs["labels"] = f"{ANN}/labels.parquet"
+    if selector.needs("orders"):
+        inputs["orders"] = order_files("labels")
+    if selector.needs("confidence"):
+        inputs["confidence"] = f"{SELECTION}/confidence.parquet"
+    return inputs
+
+
+def get_population_origins(wildcards):
+    """The origins the population keeps (newcorpus.oracle.origins; None = every query)."""
+    return ORACLE["origins"] if ORACLE else None
+
+
+def get_evidence_annotator(wildcards):
+    """The annotation job's settings (rule annotate_shard's params), which the evidence
+    passes reuse: the same calls hit the same cache keys."""
+    llm = config["llm"]
+    ann = config["annotation"]
+    return {
+        "model": llm["model"],
+        "backend": llm["backend"],
+        "transformers": llm["transformers"],
+        "engine": llm["engine"],
+        "env": llm["env"],
+        "chat_template_kwargs": llm["chat_template_kwargs"],
+        "sampling": llm["sampling"],
+        "prompts": annotation_prompts(),
+        "strategies": ann["strategies"],
+        "window_size": ann["window_size"],
+        "position_policy": ann["position_policy"],
+        "seed": ann["seed"],
+        "passage_max_words": ann["passage_max_words"],
+        "chunk_size": ann["chunk_size"],
+        "decoding": annotation_decoding(),
+        "cache_dir": llm["cache_dir"],
+        "code_version": ANNOTATION_CODE_VERSION,
+    }
+
+
+def evidence_writer(name):
+    """An evidence job's own file in the LLM cache (`name`: orders, confidence)."""
+    return f"{config['experiment']}.selection-{name}"
 
 
 def get_selection_params(wildcards):
@@ -602,7 +687,7 @@ def get_selection_params(wildcards):
         "selector": labels.query_selection,
         "ratio": labels.query_ratio,
         "seed": labels.seed,
-        "origins": ORACLE["origins"] if ORACLE else None,
+        "origins": get_population_origins(wildcards),
         "threshold": (
             labels.utilrank_threshold if "utilrank" in selector.strategies else None
         ),

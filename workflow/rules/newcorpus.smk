@@ -7,6 +7,8 @@
 #   {NC}/shard-<i>/manifest.json            length filter and the optional self-check
 #   {NC}/queries.parquet                  querygen_split: every candidate and its status
 #   {NC}/split/{queries,qrels}.parquet    the generated split: kept queries, pseudo-qrels
+#   {NC}/heldout/{queries,qrels}.parquet  newcorpus.heldout: kept questions held out of
+#                                           training, an evaluation split of pseudo-qrels
 #
 # Generations are cached by content in llm.cache_dir like the annotation's (a killed job
 # resumes, a rerun makes no call); one job per shard (newcorpus.shards).
@@ -94,6 +96,7 @@ rule querygen_split:
     input:
         unpack(get_querygen_split_input),
     output:
+        **heldout_outputs(),
         candidates=f"{NC}/queries.parquet",
         queries=f"{NC}/split/queries.parquet",
         qrels=f"{NC}/split/qrels.parquet",
@@ -113,6 +116,7 @@ rule querygen_split:
         round_trip_k=QUERYGEN_FILTERS["round_trip_k"],
         bm25={k: BM25[k] for k in ("k1", "b", "variant")},
         unlabelled=get_querygen_unlabelled,
+        heldout=NEWCORPUS["heldout"] if HELDOUT else None,
         code_version=NEWCORPUS_CODE_VERSION,
     script:
         "../scripts/querygen.py"

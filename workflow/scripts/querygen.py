@@ -49,6 +49,12 @@ def split(smk):
         candidates_out=smk.output.candidates,
         queries_out=smk.output.queries,
         qrels_out=smk.output.qrels,
+        heldout=p.heldout,
+        heldout_out=(
+            {"queries": smk.output.heldout_queries, "qrels": smk.output.heldout_qrels}
+            if p.heldout
+            else None
+        ),
     )
 
 

@@ -170,12 +170,14 @@ class StepStats:
 
 @dataclass
 class ShardResult:
-    """Labels (LABELS schema), raw outputs (RAW schema) and per-step statistics of a shard."""
+    """Labels (LABELS schema), raw outputs (RAW schema) and per-step statistics of a shard;
+    ``answered`` keeps every call with its request (what :mod:`utilann.evidence` scores)."""
 
     labels: pd.DataFrame
     raw: pd.DataFrame
     stats: dict[str, StepStats]
     queries: dict[str, int]
+    answered: list[Answered] = field(default_factory=list)
 
 
 def group_pools(pools: pd.DataFrame, passage_max_words: int) -> list[QueryPool]:
@@ -301,7 +303,11 @@ class Cascade:
         }
         pools_by_id = {q.query_id: q for q in queries}
         return ShardResult(
-            self._label_rows(queries), raw_rows(answered, pools_by_id), self.stats, counts
+            self._label_rows(queries),
+            raw_rows(answered, pools_by_id),
+            self.stats,
+            counts,
+            answered,
         )
 
     def _label_rows(self, queries: Sequence[QueryPool]) -> pd.DataFrame:

@@ -137,10 +137,7 @@ def _label_metadata(
     return {
         "model": job.model,
         "model_path": job.model_path,
-        "model_revision": identity.revision,
-        "backend": identity.backend,  # what ran on this machine (``auto`` resolved)
-        "dtype": identity.dtype,
-        "engine_version": identity.engine_version,
+        **identity.run_metadata(),  # what ran on this machine (``auto`` resolved)
         "sampling": settings.sampling,
         "prompts": {
             "version": job.prompts["version"],

@@ -124,6 +124,16 @@ class ModelIdentity:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "chat_template_kwargs": dict(self.chat_template_kwargs)}
 
+    def run_metadata(self) -> dict[str, str]:
+        """What ran, for every LLM job's table metadata and manifest (one set of key names):
+        the model's revision, the backend, dtype and engine version on the job's machine."""
+        return {
+            "model_revision": self.revision,
+            "backend": self.backend,
+            "dtype": self.dtype,
+            "engine_version": self.engine_version,
+        }
+
 
 def request_key(
     identity: ModelIdentity,

@@ -8,7 +8,10 @@ A candidate's ``status`` is ``kept`` or the first filter that removed it, in thi
 ``duplicate``   the same question (case, spacing and punctuation aside) as an earlier one;
 ``round_trip``  BM25 does not rank the source passage in its top ``k`` for the question
                 (InPars' and Promptagator's consistency check: a question its own passage
-                does not retrieve is vague or about something else).
+                does not retrieve is vague or about something else);
+``heldout``     passed every filter, but held out of training: the seeded share of kept
+                questions that forms the evaluation split of a corpus without test queries
+                (``newcorpus.heldout``; not a filter, counted like one).
 
 The first three run in the generation job on each candidate alone; duplicates and the round
 trip need every shard and the BM25 index, and run when the split is assembled. Counts per
@@ -23,8 +26,18 @@ from collections.abc import Mapping
 import pandas as pd
 
 KEPT = "kept"
-STATUSES = (KEPT, "empty", "too_short", "too_long", "self_check", "duplicate", "round_trip")
-"""Every status, the filters in the order they apply."""
+HELDOUT = "heldout"
+STATUSES = (
+    KEPT,
+    "empty",
+    "too_short",
+    "too_long",
+    "self_check",
+    "duplicate",
+    "round_trip",
+    HELDOUT,
+)
+"""Every status, the filters in the order they apply (then the held-out share)."""
 
 _PREFIX = re.compile(
     r"^\s*(?:\*\*)?\s*(?:generated\s+)?(?:search\s+)?(?:question|query)\s*\d*\s*(?:\*\*)?\s*[:\-]"

@@ -29,11 +29,12 @@ from utilann.newcorpus.examples import (
     read_examples,
     written_examples,
 )
-from utilann.newcorpus.filters import KEPT, round_trip_ranks, status_counts
+from utilann.newcorpus.filters import HELDOUT, KEPT, round_trip_ranks, status_counts
 from utilann.newcorpus.generate import QueryGenSettings, generate_queries
 from utilann.newcorpus.sampling import contiguous_shards, sample_passages
 from utilann.newcorpus.split import (
     mark_duplicates,
+    mark_heldout,
     mark_round_trip,
     split_tables,
     unlabelled_queries,
@@ -134,10 +135,7 @@ def generate_shard(
     templates = [t for t in (settings.template, settings.check_template) if t is not None]
     meta = {
         "model": generator["model"],
-        "model_revision": identity.revision,
-        "backend": identity.backend,  # what ran on this machine (``auto`` resolved)
-        "dtype": identity.dtype,
-        "engine_version": identity.engine_version,
+        **identity.run_metadata(),  # what ran on this machine (``auto`` resolved)
         "sampling": sampling,
         "prompts": {"version": version, "dir": directory, **{t.name: t.sha256 for t in templates}},
         "examples": len(examples),
@@ -181,12 +179,17 @@ def write_split(
     candidates_out: PathLike,
     queries_out: PathLike,
     qrels_out: PathLike,
+    heldout: Mapping[str, Any] | None = None,
+    heldout_out: Mapping[str, PathLike] | None = None,
 ) -> dict[str, int]:
-    """Apply the split-level filters, add the unlabelled queries, write the split.
+    """Apply the split-level filters, hold out a share, add the unlabelled queries, write
+    the split(s).
 
     ``bm25``: ``k1``, ``b``, ``variant``, ``threads`` of the round-trip search;
     ``unlabelled``: ``max_queries`` and ``seed`` (None = none added), ``unlabelled_tables``:
-    ``queries`` (the dataset's QUERIES) and ``judged`` (the qrels of its evaluation splits).
+    ``queries`` (the dataset's QUERIES) and ``judged`` (the qrels of its evaluation splits);
+    ``heldout``: ``split``, ``ratio``, ``seed`` of the held-out split (None = none), written
+    to ``heldout_out`` (``queries``, ``qrels``).
     """
     table = pd.concat([read_table(p) for p in shard_paths], ignore_index=True)
     table["round_trip_rank"] = table["round_trip_rank"].astype("Int32")
@@ -208,6 +211,9 @@ def write_split(
         log.info(
             "%d questions whose source passage is not in the BM25 top %d", failed, round_trip_k
         )
+    if heldout is not None:
+        held = mark_heldout(table, heldout["ratio"], heldout["seed"])
+        log.info("%d kept questions held out as split %s", held, heldout["split"])
     generated = status_counts(table["status"])
     if unlabelled is not None:
         extra = unlabelled_queries(
@@ -231,6 +237,7 @@ def write_split(
         "round_trip_k": round_trip_k,
         "bm25": dict(bm25),
         "unlabelled": dict(unlabelled) if unlabelled else None,
+        "heldout": dict(heldout) if heldout else None,
         "generation": read_metadata(shard_paths[0]),
         "counts": counts,
         "code_version": CODE_VERSION,
@@ -243,5 +250,17 @@ def write_split(
         "judgement": "each generated query's source passage, relevance 1 (not a human label)",
     }
     write_table(qrels, qrels_out, schemas.QRELS, pseudo)
+    if heldout is not None:
+        if heldout_out is None:
+            raise ValueError("a held-out split needs its output paths (heldout_out)")
+        held_queries, held_qrels = split_tables(table, heldout["split"], HELDOUT)
+        held_settings = {**settings, "split": heldout["split"]}
+        write_table(held_queries, heldout_out["queries"], schemas.QUERIES, held_settings)
+        write_table(
+            held_qrels,
+            heldout_out["qrels"],
+            schemas.QRELS,
+            {**pseudo, **held_settings, "heldout_of": split},
+        )
     log.info("split %s: %s", split, counts)
     return counts

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from utilann.newcorpus.filters import KEPT, duplicate_mask
+from utilann.newcorpus.filters import HELDOUT, KEPT, duplicate_mask
 from utilann.newcorpus.generate import GENERATED, ID_PREFIX
 from utilann.pools import sample_queries
 from utilann.schemas import GENERATED_QUERIES
@@ -40,6 +40,29 @@ def mark_round_trip(table: pd.DataFrame, ranks: Mapping[str, int | None]) -> int
     failed = checked & table["round_trip_rank"].isna()
     table.loc[failed, "status"] = "round_trip"
     return int(failed.sum())
+
+
+def mark_heldout(table: pd.DataFrame, ratio: float, seed: int) -> int:
+    """Set ``status`` ``heldout`` on a seeded ``ratio`` share of the kept generated queries
+    (at least one; :func:`utilann.train.data.sample_fraction`); return how many.
+
+    They become the held-out split: questions the retriever is not trained on, each judged by
+    its source passage, for a corpus that has no test queries of its own.
+    """
+    from utilann.train.data import sample_fraction
+
+    kept = table[(table["status"] == KEPT) & (table["origin"] == GENERATED)]
+    if len(kept) < 2:
+        raise ValueError(
+            f"newcorpus.heldout needs at least 2 kept generated questions to hold some out "
+            f"and train on the rest, got {len(kept)}: sample more passages "
+            "(newcorpus.passages.count)"
+        )
+    picked = sample_fraction(kept["query_id"].astype(str), ratio, seed)
+    if len(picked) == len(kept):
+        picked = set(sorted(picked)[:-1])  # keep one to train on
+    table.loc[table["query_id"].astype(str).isin(picked), "status"] = HELDOUT
+    return len(picked)
 
 
 def unlabelled_queries(
@@ -85,9 +108,12 @@ def unlabelled_queries(
     return table.reset_index(drop=True)
 
 
-def split_tables(candidates: pd.DataFrame, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The split's QUERIES (every kept candidate) and pseudo QRELS (generated ones' sources)."""
-    kept = candidates[candidates["status"] == KEPT].sort_values("query_id")
+def split_tables(
+    candidates: pd.DataFrame, split: str, status: str = KEPT
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The split's QUERIES (every candidate of ``status``: ``kept`` for the training split,
+    ``heldout`` for the held-out one) and pseudo QRELS (the generated ones' sources)."""
+    kept = candidates[candidates["status"] == status].sort_values("query_id")
     queries = kept[["query_id", "text"]].reset_index(drop=True)
     generated = kept[kept["origin"] == GENERATED]
     qrels = pd.DataFrame(

@@ -183,15 +183,12 @@ def answer_split(
         "prompt": {"id": template.id, "sha256": template.sha256},
         "model": generator["model"],
         "model_path": generator["path"],
-        "model_revision": llm.identity.revision,
+        **llm.identity.run_metadata(),
         "engine": generator["engine"],
         "sampling": sampling,
         "questions": len(qids),
         "max_queries": questions["max_queries"],
         "seed": questions["seed"],
-        "backend": llm.identity.backend,
-        "dtype": llm.identity.dtype,
-        "engine_version": llm.identity.engine_version,
         "code_version": code_version,
     }
     write_table(chosen, questions_out, schemas.ANSWERS, meta)

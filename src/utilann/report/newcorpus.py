@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from utilann.labels import derive_positives
-from utilann.newcorpus.filters import KEPT, STATUSES
+from utilann.newcorpus.filters import HELDOUT, KEPT, STATUSES
 from utilann.report.cells import grid, metric_values, present_runs, significance_markers
 from utilann.report.figures import cl_ratio_runs
 from utilann.report.table import ReportTable
@@ -32,6 +32,7 @@ FILTER_LABELS = {
     "duplicate": "duplicate",
     "round_trip": "source passage not in the BM25 top k",
 }
+HELDOUT_LABEL = "held out: the evaluation split (newcorpus.heldout)"
 
 
 def generated_queries_table(candidates: pd.DataFrame, *, notes: Sequence[str] = ()) -> ReportTable:
@@ -40,7 +41,13 @@ def generated_queries_table(candidates: pd.DataFrame, *, notes: Sequence[str] = 
     counts = generated["status"].value_counts()
     total = len(generated)
     rows = [("generated", "passages sampled = questions asked", total)]
-    rows += [("removed", FILTER_LABELS[s], int(counts.get(s, 0))) for s in STATUSES if s != KEPT]
+    rows += [
+        ("removed", FILTER_LABELS[s], int(counts.get(s, 0)))
+        for s in STATUSES
+        if s not in (KEPT, HELDOUT)
+    ]
+    if counts.get(HELDOUT, 0):
+        rows.append(("held out", HELDOUT_LABEL, int(counts[HELDOUT])))
     rows.append(("kept", "generated questions kept", int(counts.get(KEPT, 0))))
     unlabelled = int((candidates["origin"] == "unlabelled").sum())
     rows.append(("added", "unlabelled queries of the dataset", unlabelled))

@@ -20,7 +20,7 @@ from utilann.report.audit import false_negative_table, injection_table
 from utilann.report.cells import concat_metrics, significance_note
 from utilann.report.controlled import controlled_groups, controlled_table
 from utilann.report.cost import cost_table
-from utilann.report.figures import has_ratio_curves
+from utilann.report.figures import cl_ratio_runs, has_ratio_curves
 from utilann.report.newcorpus import (
     baseline_table,
     generated_queries_table,
@@ -40,6 +40,7 @@ from utilann.report.tables import (
     topk_groups,
     topk_table,
 )
+from utilann.selection import get_selector
 
 TABLE_FORMATS = ("html", "md", "tex")
 """Every table is written in each of these: HTML (``snakemake --report``), Markdown, LaTeX."""
@@ -398,11 +399,19 @@ def _newcorpus_share_notes(settings: ReportSettings, inputs: ReportInputs) -> li
         if oracle
         else "the pools' own positives"
     )
+    shares = [run for runs in cl_ratio_runs(settings.specs).values() for run in runs]
+    used = sorted(
+        {str(settings.specs[run].get("query_selection", "random")) for run in shares},
+        key=lambda name: (name != "random", name),
+    )
     return [
         settings.sig_note.replace("best value of each column", "best value of each row"),
         f"Each cell continues its stage-1 run on the human labels of that share of queries, "
         f"chosen at random or by the active selector named in the column "
         f"(utilann.selection); labels from {who}.",
+        "Columns: "
+        + "; ".join(f"{name} = {get_selector(name).description}" for name in used)
+        + ".",
     ]
 
 
