@@ -370,3 +370,8 @@ def test_own_corpus_is_evaluated_on_held_out_questions(own):
     report = (exp / "report/newcorpus1_queries.md").read_text()
     assert "held out" in report
     assert (exp / "models/relsel").is_dir() and (exp / "models/utilsel").is_dir()
+    # one training question: the injection audit cannot pair pools and says so, in its
+    # manifest and in the report, instead of failing the run
+    manifest = json.loads((exp / "audit/injection_manifest.json").read_text())
+    assert "at least two queries" in manifest["skipped"]
+    assert "Not measured" in (exp / "report/audit2_injection.md").read_text()

@@ -407,3 +407,37 @@ def test_injection_summary_maths_on_a_hand_table():
     assert (x["pools"], x["target_rate"], x["control_rate"], x["lift"]) == (4, 0.75, 0.25, 0.5)
     assert (x["only_attack"], x["only_control"]) == (2, 0) and x["p_value"] == pytest.approx(0.5)
     assert x["target_low"] == pytest.approx(wilson(3, 4).low) and x["human_rate"] == 0.25
+
+
+def test_a_single_query_sample_is_reported_unmeasured_not_failed(tmp_path):
+    """A corpus of one's own may start with one training question: the audit writes empty,
+    explained outputs (no engine is started) instead of failing the workflow at its end."""
+    from utilann.audit.job import injection_files
+    from utilann.io import read_metadata, read_table
+
+    pools = tmp_path / "shard-0.parquet"
+    POOLS[POOLS["query_id"] == "q1"].to_parquet(pools)
+    out = {k: str(tmp_path / f"{k}.parquet") for k in ("table", "summary", "raw")}
+    out["manifest"] = str(tmp_path / "manifest.json")
+    audit = {"queries": 4, "pool_size": 5, "seed": 0, "steps": ["utilsel"]}
+    manifest = injection_files(
+        pools=[str(pools)],
+        cascade_raw=[],
+        llm={"model": "never-loaded"},
+        sampling={},
+        decoding={},
+        prompts={"version": "v1"},
+        audit=audit,
+        attacks_path=None,
+        passage_max_words=50,
+        chunk_size=16,
+        cache_dir=str(tmp_path / "cache"),
+        writer="t",
+        out=out,
+    )
+    assert "at least two queries" in manifest["skipped"] and "holds 1" in manifest["skipped"]
+    assert manifest["engine_started"] is False and not (tmp_path / "cache").exists()
+    for key, schema in (("table", schemas.INJECTION), ("summary", schemas.INJECTION_SUMMARY)):
+        table = read_table(out[key])
+        assert table.empty and list(table.columns) == schema.names
+        assert read_metadata(out[key])["skipped"] == manifest["skipped"]

@@ -28,4 +28,7 @@ if __name__ == "__main__":
             writer=p.writer,
             out={k: smk.output[k] for k in ("table", "summary", "raw", "manifest")},
         )
-        log.info("injection audit: %s calls; %.1f s", manifest["steps"], manifest["wall_seconds"])
+        if "skipped" in manifest:
+            log.warning("injection audit %s", manifest["skipped"])
+        else:
+            log.info("injection audit: %s; %.1f s", manifest["steps"], manifest["wall_seconds"])

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from utilann import schemas
 from utilann.annotate.cascade import CascadeSettings, group_pools
@@ -156,8 +157,24 @@ def injection_files(
     chosen = negatives.sample_queries(table["query_id"], audit["queries"], audit["seed"])
     table = table[table["query_id"].astype(str).isin(chosen)]
     queries = group_pools(table, passage_max_words)
-    built = injection.build_pools(queries, audit["pool_size"], audit["seed"])
     steps = list(audit["steps"])
+    if len(queries) < 2:
+        # A corpus of one's own can start with a single training question: the audit is then
+        # not measurable (a target comes from another query's pool). Say so in every output
+        # and the report instead of failing the whole workflow at its end.
+        reason = (
+            "not measured: the injection audit needs at least two queries (a target passage "
+            f"comes from another query's pool); its sample holds {len(queries)}"
+        )
+        return _write_injection(
+            injection.InjectionRun(_empty(schemas.INJECTION), _empty(schemas.RAW), {}),
+            {"model": llm["model"], "audit": dict(audit), "skipped": reason},
+            {},
+            out,
+            started,
+            engine_started=False,
+        )
+    built = injection.build_pools(queries, audit["pool_size"], audit["seed"])
     with open_generator(_engine(llm, settings), cache_dir, writer, chunk_size) as generator:
         refs = reference_answers(
             [tp.pool for tp in built] if any(get_step(s).needs_answer for s in steps) else [],
@@ -176,7 +193,6 @@ def injection_files(
             settings.sampling_for,
         )
         identity = generator.identity
-    summary = injection.summary(result.table)
     meta = {
         "model": llm["model"],
         "model_revision": identity.revision,
@@ -185,14 +201,31 @@ def injection_files(
         "prompts": {s: settings.templates[s].id for s in steps},
         "decoding": {s: settings.decoding[s] for s in steps},
     }
+    stats = {"answer": refs.stats, **result.stats}
+    return _write_injection(result, meta, stats, out, started, engine_started=generator.started)
+
+
+def _empty(schema: pa.Schema) -> pd.DataFrame:
+    return schema.empty_table().to_pandas()
+
+
+def _write_injection(
+    result: injection.InjectionRun,
+    meta: dict[str, Any],
+    stats: Mapping[str, Any],
+    out: Mapping[str, str],
+    started: float,
+    *,
+    engine_started: bool,
+) -> dict[str, Any]:
+    summary = injection.summary(result.table)
     write_table(result.table, out["table"], schemas.INJECTION, meta)
     write_table(summary, out["summary"], schemas.INJECTION_SUMMARY, meta)
     write_table(result.raw, out["raw"], schemas.RAW, meta)
-    stats = {"answer": refs.stats, **result.stats}
     manifest = {
         **meta,
         "steps": {s: st.as_dict() for s, st in stats.items()},
-        "engine_started": generator.started,
+        "engine_started": engine_started,
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
     write_json(manifest, out["manifest"])

@@ -428,7 +428,9 @@ def _false_negative_notes(settings: ReportSettings, inputs: ReportInputs) -> lis
 
 
 def _injection_notes(settings: ReportSettings, inputs: ReportInputs) -> list[str]:
+    unmeasured = inputs.injection is not None and inputs.injection.empty
     return [
+        *(["Not measured: the audit sample held fewer than two queries."] if unmeasured else []),
         "Each pool: the query's human positive, BM25 negatives and one target passage from "
         "another query's pool; attack none = the target as it is (the control), every other "
         "row the same pools with that attack template planted in the target only. Target "
