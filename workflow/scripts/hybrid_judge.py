@@ -21,7 +21,7 @@ if __name__ == "__main__":
             questions_path=smk.input.questions,
             qrels_path=smk.input.qrels,
             split=p.split,
-            judge=p.judge,
+            judge=judge,
             template=load_template(p.template["name"], p.template["version"], p.template["dir"]),
             sampling=p.sampling,
             window_size=p.window_size,
