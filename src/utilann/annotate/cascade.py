@@ -238,6 +238,7 @@ class Cascade:
                     template.fingerprint,
                     template.render(pool.query, [pool.texts[i] for i in shown], answer),
                     self.settings.sampling_for(step.name, len(shown)),
+                    item=call_item(step, qid, window),
                 ),
             )
             for window, shown in shows
@@ -345,6 +346,11 @@ class Cascade:
         labels = pd.DataFrame(rows, columns=LABELS.names)
         labels["rank"] = labels["rank"].astype("Int32")
         return labels
+
+
+def call_item(step: Step, query_id: str, window: int) -> str:
+    """What one call is about, as errors name it (:attr:`Request.item`)."""
+    return f"query {query_id}" + (f" window {window}" if step.passages == "window" else "")
 
 
 def parse_call(call: Call, outcome: Outcome) -> ParseResult:

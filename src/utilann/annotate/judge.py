@@ -23,6 +23,7 @@ from utilann.annotate.cascade import (
     Call,
     QueryPool,
     StepStats,
+    call_item,
     check_template,
     parse_call,
     raw_rows,
@@ -66,7 +67,8 @@ def judge_windows(
         answer = answers.get(q.query_id, "") if step.needs_answer else ""
         for w, shown in enumerate(windows[q.query_id]):
             messages = template.render(q.query, [q.texts[i] for i in shown], answer)
-            request = Request(template.fingerprint, messages, sampling(len(shown)))
+            item = call_item(step, q.query_id, w)
+            request = Request(template.fingerprint, messages, sampling(len(shown)), item=item)
             calls.append(Call(step, q.query_id, w, tuple(shown), request))
     outcomes = generator.generate([c.request for c in calls], desc=desc)
     answered = [Answered(c, o, parse_call(c, o)) for c, o in zip(calls, outcomes, strict=True)]

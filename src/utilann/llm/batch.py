@@ -13,6 +13,10 @@ Each :class:`Outcome` says whether its generation came from the cache (a repeat 
 generated in the same call counts as cached) and how many engine seconds it cost (its
 token share of its chunk's wall time).
 
+Prompts that do not fit the context stop the job before they are generated (config
+``llm.prompt_too_long: error``, :mod:`utilann.llm.limits`), or come back as
+``prompt_too_long`` generations that are not cached (``skip``).
+
 A request either generates (``mode="generate"``, the annotation and RAG steps) or scores a
 given continuation (``mode="score"``: the log-probabilities of the conversation's last,
 assistant message, REPLUG's answer likelihoods): both take the same cached, chunked path,
@@ -34,6 +38,7 @@ from tqdm.auto import tqdm
 from utilann.llm.backends import resolve
 from utilann.llm.cache import GenerationCache, ModelIdentity, request_key
 from utilann.llm.engine import PROMPT_TOO_LONG, ChatBackend, Conversation, EngineSpec, Generation
+from utilann.llm.limits import ContextLimit, check_fit, tokenizer_limit
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +51,16 @@ class Request:
     """One LLM call: the template that rendered it, the conversation, its decoding, its mode.
 
     ``template`` is the template's :attr:`~utilann.llm.templates.PromptTemplate.fingerprint`;
-    ``mode`` is ``generate`` or ``score`` (:data:`~utilann.llm.cache.MODES`).
+    ``mode`` is ``generate`` or ``score`` (:data:`~utilann.llm.cache.MODES`); ``item`` says
+    what the call is about in its job (``query 42 window 1``) for error messages only: it is
+    not part of the cache key.
     """
 
     template: str
     messages: Conversation
     sampling: Mapping[str, Any]
     mode: str = "generate"
+    item: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,11 @@ class CachedGenerator:
         identity: the engine's identity in cache keys.
         backend_factory: starts the engine (called at most once, on the first miss).
         chunk_size: distinct prompts per engine call; each chunk is committed at once.
+        limit_factory: with ``llm.prompt_too_long: error``, the :class:`ContextLimit` every
+            prompt to generate is checked against before its batch is generated; called once,
+            on the first miss, before the engine starts; None from it means only the started
+            engine knows the limit. None: no check (``skip``; the engines answer such
+            prompts as ``prompt_too_long``).
     """
 
     def __init__(
@@ -81,6 +94,7 @@ class CachedGenerator:
         identity: ModelIdentity,
         backend_factory: Callable[[], ChatBackend],
         chunk_size: int = 256,
+        limit_factory: Callable[[], ContextLimit | None] | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -89,6 +103,8 @@ class CachedGenerator:
         self.chunk_size = chunk_size
         self._backend_factory = backend_factory
         self._backend: ChatBackend | None = None
+        self._limit_factory = limit_factory
+        self._limit: ContextLimit | None = None
         self.generated = 0
         self.engine_seconds = 0.0
 
@@ -112,7 +128,11 @@ class CachedGenerator:
         )
 
     def generate(self, requests: Sequence[Request], desc: str = "generate") -> list[Outcome]:
-        """One :class:`Outcome` per request, in input order."""
+        """One :class:`Outcome` per request, in input order.
+
+        With a ``limit_factory``, a :class:`~utilann.llm.limits.PromptTooLongError` before
+        anything is generated when a prompt to generate does not fit the context.
+        """
         keys = [self.key(r) for r in requests]
         known = self.cache.get_many(keys)
         first: dict[str, int] = {}  # each missing key -> its first request
@@ -126,6 +146,9 @@ class CachedGenerator:
             len(requests),
             len(misses),
         )
+        if misses and self._limit_factory is not None:
+            limit = self._context_limit(self._limit_factory)
+            check_fit([requests[i] for i in misses], limit, desc)
         fresh: set[str] = set()
         with tqdm(total=len(misses), desc=desc, unit="call", disable=not misses) as bar:
             for start in range(0, len(misses), self.chunk_size):
@@ -155,12 +178,24 @@ class CachedGenerator:
             fresh.discard(key)  # a repeat of a key generated here counts as cached
         return outcomes
 
-    def _generate_chunk(
-        self, requests: Sequence[Request], keys: Sequence[str]
-    ) -> dict[str, tuple[Generation, float]]:
+    def _engine(self) -> ChatBackend:
+        """The engine, started on the first call."""
         if self._backend is None:
             log.info("cache miss: starting the LLM engine for %s", self.identity.model)
             self._backend = self._backend_factory()
+        return self._backend
+
+    def _context_limit(self, factory: Callable[[], ContextLimit | None]) -> ContextLimit:
+        """The limit prompts are checked against: ``factory``'s, made without the engine,
+        where it has one; else the started engine's."""
+        if self._limit is None:
+            self._limit = factory() or ContextLimit.of_engine(self._engine())
+        return self._limit
+
+    def _generate_chunk(
+        self, requests: Sequence[Request], keys: Sequence[str]
+    ) -> dict[str, tuple[Generation, float]]:
+        self._engine()
         started = time.perf_counter()
         generations = self._serve(requests)
         wall = time.perf_counter() - started
@@ -201,7 +236,9 @@ def open_generator(
 ) -> Iterator[CachedGenerator]:
     """A :class:`CachedGenerator` for an LLM job: its own file ``writer`` in ``cache_dir``, the
     engine of ``spec`` with its backend and dtype decided for this machine (logged; started on
-    the first miss), ``chunk_size`` prompts per engine call."""
+    the first miss), ``chunk_size`` prompts per engine call, prompts that do not fit checked
+    before they are generated where ``spec.prompt_too_long`` is ``error``."""
     spec = resolve(spec)
+    limit = (lambda: tokenizer_limit(spec)) if spec.prompt_too_long == "error" else None
     with GenerationCache(cache_dir, writer) as cache:
-        yield CachedGenerator(cache, ModelIdentity.resolve(spec), spec.start, chunk_size)
+        yield CachedGenerator(cache, ModelIdentity.resolve(spec), spec.start, chunk_size, limit)

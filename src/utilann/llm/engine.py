@@ -41,6 +41,10 @@ Sampling = Mapping[str, Any]
 
 #: finish_reason of a prompt that was not submitted because it does not fit the context.
 PROMPT_TOO_LONG = "prompt_too_long"
+#: What an LLM job does with prompts that do not fit (config ``llm.prompt_too_long``): ``error``
+#: stops it before they are generated (:mod:`utilann.llm.limits`), ``skip`` answers them as
+#: :data:`PROMPT_TOO_LONG`.
+PROMPT_TOO_LONG_POLICIES = ("error", "skip")
 #: finish_reason of a scoring request (:meth:`VLLMChat.score`).
 SCORED = "scored"
 #: The decoding of every scoring request: the prompt's own token log-probabilities (0 = only
@@ -64,9 +68,9 @@ class ChatBackend(Protocol):
 
     ``sampling[i]`` holds the decoding parameters of ``conversations[i]`` (a plain mapping,
     see :func:`sampling_params`), so that steps with different decoding (or, later,
-    per-prompt structured outputs) can share one engine call. ``render`` (a prompt's token
-    ids, one rendering for every backend) and ``max_model_len`` say what a prompt costs and
-    whether it fits.
+    per-prompt structured outputs) can share one engine call. ``renderer`` (the one
+    :class:`ChatRenderer` of every backend; ``render`` applies it) and ``max_model_len`` say
+    what a prompt costs and whether it fits.
 
     ``score`` rates instead of generating: for each conversation, whose last message is an
     assistant turn, the log-probability of that turn's tokens given the rest, returned as a
@@ -75,6 +79,7 @@ class ChatBackend(Protocol):
     """
 
     max_model_len: int
+    renderer: ChatRenderer
 
     def render(self, conversation: Conversation) -> list[int]: ...
 
@@ -217,10 +222,10 @@ class VLLMChat:
 
         The context (every message but the last) is rendered with the chat template and the
         generation prompt, exactly as :meth:`chat` would send it; the continuation is
-        tokenised on its own (no special tokens) and appended, so its tokens are those the
-        model would have had to generate (lm-eval-harness encodes context and continuation
-        the same way). One forward pass with prompt logprobs yields every continuation
-        token's log-probability; the result's text is their JSON list
+        tokenised on its own (no special tokens) and appended (:func:`scored_prompt`), so its
+        tokens are those the model would have had to generate (lm-eval-harness encodes
+        context and continuation the same way). One forward pass with prompt logprobs yields
+        every continuation token's log-probability; the result's text is their JSON list
         (:func:`continuation_logprobs`). Prompts that do not fit come back as
         :data:`PROMPT_TOO_LONG`. vLLM does not read the prefix cache for a request with
         prompt logprobs (``SamplingParams.skip_reading_prefix_cache``, so that every prompt
@@ -230,16 +235,7 @@ class VLLMChat:
 
         if len(sampling) != len(conversations):
             raise ValueError(f"{len(sampling)} sampling settings for {len(conversations)} prompts")
-        prompts = []
-        for conversation in conversations:
-            if not conversation or conversation[-1]["role"] != "assistant":
-                raise ValueError("a scored conversation must end with the assistant turn to score")
-            context = self.render(conversation[:-1])
-            answer = defuse_special_tokens(conversation[-1]["content"], self.renderer.special)
-            continuation = list(self.tokenizer.encode(answer, add_special_tokens=False))
-            if not continuation:
-                raise ValueError("a scored continuation must have at least one token")
-            prompts.append((context + continuation, len(continuation)))
+        prompts = [scored_prompt(self.renderer, c) for c in conversations]
         fits = [i for i, (ids, _) in enumerate(prompts) if len(ids) < self.max_model_len]
         outputs = (
             self.llm.generate(
@@ -278,6 +274,24 @@ class ChatRenderer:
         return chat_prompt_ids(
             self.tokenizer, conversation, self.special, **self.chat_template_kwargs
         )
+
+
+def scored_prompt(renderer: ChatRenderer, conversation: Conversation) -> tuple[list[int], int]:
+    """The token ids a scoring request sends (:meth:`VLLMChat.score`) and how many of them,
+    at the end, are the continuation whose log-probabilities are read.
+
+    The context (every message but the last) is rendered as :meth:`VLLMChat.chat` would send
+    it; the last, assistant message is tokenised on its own (special tokens defused, none
+    added) and appended.
+    """
+    if not conversation or conversation[-1]["role"] != "assistant":
+        raise ValueError("a scored conversation must end with the assistant turn to score")
+    context = renderer(conversation[:-1])
+    answer = defuse_special_tokens(conversation[-1]["content"], renderer.special)
+    continuation = list(renderer.tokenizer.encode(answer, add_special_tokens=False))
+    if not continuation:
+        raise ValueError("a scored continuation must have at least one token")
+    return context + continuation, len(continuation)
 
 
 def chat_prompt_ids(
@@ -336,6 +350,8 @@ class EngineSpec:
             :func:`utilann.llm.backends.resolve` turns ``auto`` and ``dtype: auto`` into what
             this machine runs.
         transformers: the transformers backend's batching (config ``llm.transformers``).
+        prompt_too_long: what the job's generation loop does with a prompt that does not fit
+            (config ``llm.prompt_too_long``, :data:`PROMPT_TOO_LONG_POLICIES`).
     """
 
     model: str
@@ -345,6 +361,14 @@ class EngineSpec:
     chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
     backend: str = "vllm"
     transformers: Mapping[str, Any] = field(default_factory=dict)
+    prompt_too_long: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.prompt_too_long not in PROMPT_TOO_LONG_POLICIES:
+            raise ValueError(
+                f"llm.prompt_too_long must be one of {list(PROMPT_TOO_LONG_POLICIES)}, "
+                f"got {self.prompt_too_long!r}"
+            )
 
     @classmethod
     def from_job(cls, job: Mapping[str, Any]) -> EngineSpec:
