@@ -567,6 +567,7 @@ def annotation_job(config: Mapping[str, Any], model_path: str) -> AnnotationJob:
         writer="plan",
         code_version=CODE_VERSION,
         decoding=plan.annotation_decoding(config, cascade_steps(ann["strategies"])),
+        prompt_too_long=llm["prompt_too_long"],
     )
 
 

@@ -127,7 +127,7 @@ def score_requests(answered: Iterable[Answered], step: str) -> tuple[list[Reques
             continue
         request = a.call.request
         messages = [*request.messages, {"role": "assistant", "content": text}]
-        requests.append(Request(request.template, messages, SCORE_SAMPLING, mode="score"))
+        requests.append(replace(request, messages=messages, sampling=SCORE_SAMPLING, mode="score"))
         queries.append(a.call.query_id)
     return requests, queries
 

@@ -397,10 +397,11 @@ def llm_job(config: Config, model: str | None) -> dict[str, Any]:
     Whatever the model, it is loaded like the annotator (a name under ``llm.packaged`` is the
     directory rule prepare_llm makes) and runs with the annotation engine settings
     (``llm.engine``, ``llm.env``, ``llm.chat_template_kwargs``, ``llm.backend``,
-    ``llm.transformers``): same backend, same hardware. Returns ``model`` (its identity in
-    cache keys), ``path`` (what the engine loads), ``engine`` (``vllm.LLM`` arguments,
-    ``extra`` merged in), ``env``, ``chat_template_kwargs``, ``backend`` and
-    ``transformers``: what an LLM job's :class:`EngineSpec` is made of.
+    ``llm.transformers``, ``llm.prompt_too_long``): same backend, same hardware. Returns
+    ``model`` (its identity in cache keys), ``path`` (what the engine loads), ``engine``
+    (``vllm.LLM`` arguments, ``extra`` merged in), ``env``, ``chat_template_kwargs``,
+    ``backend``, ``transformers`` and ``prompt_too_long``: what an LLM job's
+    :class:`EngineSpec` is made of.
     """
     llm = config["llm"]
     name = model or llm["model"]
@@ -413,6 +414,7 @@ def llm_job(config: Config, model: str | None) -> dict[str, Any]:
         "chat_template_kwargs": dict(llm["chat_template_kwargs"]),
         "backend": llm["backend"],
         "transformers": dict(llm["transformers"]),
+        "prompt_too_long": llm["prompt_too_long"],
     }
 
 

@@ -82,7 +82,8 @@ def score_requests(
             continue
         messages = template.render(str(r.query), [format_passage(r.title, r.text)])
         messages.append({"role": "assistant", "content": answer})
-        requests.append(Request(template.fingerprint, messages, SCORE_SAMPLING, mode="score"))
+        item = f"query {r.query_id} passage {r.doc_id}"
+        requests.append(Request(template.fingerprint, messages, SCORE_SAMPLING, "score", item))
         about.append(Scored(str(r.query_id), str(r.doc_id), int(r.position), answer))
     return requests, about
 
@@ -141,7 +142,7 @@ def score_pool_shard(
     ``replug_score``); write REPLUG_SCORES and return the counts.
 
     ``scorer``: ``model`` (identity in cache keys), ``path`` (what vLLM loads), ``engine``,
-    ``env`` and ``chat_template_kwargs`` (:func:`utilann.plan.llm_job`).
+    ``env``, ``chat_template_kwargs`` and ``prompt_too_long`` (:func:`utilann.plan.llm_job`).
     """
     pools = read_table(pools_path)
     answers = read_gold_answers(answers_path, answers_format, queries_path)
@@ -162,6 +163,7 @@ def score_pool_shard(
         scorer["engine"],
         scorer["env"],
         scorer["chat_template_kwargs"],
+        prompt_too_long=scorer["prompt_too_long"],
     )
     with open_generator(spec, cache_dir, cache_writer, chunk_size) as llm:
         table, too_long = score_table(about, llm, requests)

@@ -343,6 +343,7 @@ def annotation_job_params():
         engine=config["llm"]["engine"],
         env=config["llm"]["env"],
         chat_template_kwargs=config["llm"]["chat_template_kwargs"],
+        prompt_too_long=config["llm"]["prompt_too_long"],
         sampling=config["llm"]["sampling"],
         prompts=annotation_prompts(),
         strategies=config["annotation"]["strategies"],

@@ -60,6 +60,8 @@ class AnnotationJob:
         engine: ``vllm.LLM`` arguments; ``extra`` holds any further ones.
         env: environment variables set before the engine starts (vLLM-CPU knobs).
         writer: name of this job's own cache file, e.g. ``demo.shard-0``.
+        prompt_too_long: ``llm.prompt_too_long`` (``error``: prompts that do not fit
+            ``max_model_len`` stop the job before they are generated; ``skip``).
     """
 
     model: str
@@ -81,6 +83,7 @@ class AnnotationJob:
     writer: str
     code_version: str
     decoding: Mapping[str, str] = field(default_factory=dict)
+    prompt_too_long: str = "error"
 
     @property
     def engine_kwargs(self) -> dict[str, Any]:
@@ -119,6 +122,7 @@ class AnnotationJob:
             self.chat_template_kwargs,
             backend=self.backend,
             transformers=self.transformers,
+            prompt_too_long=self.prompt_too_long,
         )
 
 
@@ -189,6 +193,7 @@ def annotate_shard(
         "engine": dict(job.engine),
         "env": dict(job.env),
         "chunk_size": job.chunk_size,
+        "prompt_too_long": job.prompt_too_long,
         "cache": {"dir": job.cache_dir, "file": cache_file},
         "queries": result.queries,
         "steps": steps,

@@ -78,7 +78,9 @@ def reference_answers(
             sources[q.query_id], answers[q.query_id] = NONE, ""
             continue
         messages = template.render(q.query, [q.texts[i] for i in shown])
-        request = Request(template.fingerprint, messages, sampling(len(shown)))
+        request = Request(
+            template.fingerprint, messages, sampling(len(shown)), item=f"query {q.query_id}"
+        )
         calls.append(Call(step, q.query_id, 0, shown, request))
     outcomes = generator.generate([c.request for c in calls], desc="audit reference answers")
     answered = [Answered(c, o, parse_call(c, o)) for c, o in zip(calls, outcomes, strict=True)]

@@ -381,6 +381,7 @@ class EngineSpec:
             job["chat_template_kwargs"],
             backend=job["backend"],
             transformers=job["transformers"],
+            prompt_too_long=job["prompt_too_long"],
         )
 
     def start(self) -> ChatBackend:

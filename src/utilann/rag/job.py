@@ -67,7 +67,10 @@ def generate_answers(
 ) -> pd.DataFrame:
     """Answer ``requests`` (rendered with the template of fingerprint ``template``) through
     the cached loop; a GENERATIONS table in request order."""
-    outcomes = llm.generate([Request(template, r.messages, sampling) for r in requests], desc)
+    outcomes = llm.generate(
+        [Request(template, r.messages, sampling, item=f"query {r.query_id}") for r in requests],
+        desc,
+    )
     return pd.DataFrame(
         [
             (
