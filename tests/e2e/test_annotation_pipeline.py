@@ -12,6 +12,10 @@ scenario loads the model at most once:
 * constrained decoding (grammars on the real engine) leaves no failed parse;
 * SIGKILL in the middle of the job, rerun: same labels as the uninterrupted run, and the
   calls committed before the kill are served from the cache;
+* a ``max_model_len`` shorter than some RelSel prompts stops the job before the engine starts,
+  naming the step, query, window, tokens and config key, with no label or raw file; under
+  ``llm.prompt_too_long: skip`` the same prompts come back from vLLM as failed
+  ``prompt_too_long`` calls with the token counts the error named;
 * a calibration gate above the judge (min_kappa 0.99) stops the run after the calibration
   report is written and before the full annotation starts; without the bar the calibration
   is not redone and a forced rerun of it makes no LLM call;
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -422,6 +427,44 @@ def test_sigkill_then_rerun_resumes_with_identical_labels(fresh, pools, models, 
     pd.testing.assert_frame_equal(
         fresh.first_labels, read_table(wd.path("annotation/shard-0/labels.parquet"))
     )
+
+
+def test_prompts_longer_than_max_model_len_fail_the_job_before_the_engine_starts(
+    pools, models, prompts, tmp_path
+):
+    """The RelSel prompts of these pools have 361-436 tokens (first windows 382-436, second
+    361-383): with max_model_len 400, four first windows do not fit."""
+    config = base_config(models, tmp_path / "cache", prompts)
+    config["llm"]["engine"]["max_model_len"] = 400
+    wd = Workdir(tmp_path / "wf", config, pools)
+    proc = subprocess.run(wd.command(*TARGETS), capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    found = re.search(
+        r"PromptTooLongError: relsel: (\d+) of 10 prompts to generate do not fit max_model_len "
+        r"400 \(llm\.engine\.max_model_len\).* The longest is the relsel prompt of query "
+        r"(\w+) window 0: (\d+) tokens\.",
+        out,
+    )
+    assert found, out[-4000:]
+    over, query, tokens = int(found[1]), found[2], int(found[3])
+    assert 0 < over < 10 and tokens >= 400
+    assert "annotation.passage_max_words" in out and "llm.prompt_too_long: skip" in out
+    log = wd.path("logs/annotation/shard-0.log").read_text()
+    assert "starting the LLM engine" not in log  # the tokenizer alone found them
+    shard = wd.path("annotation/shard-0")
+    assert not shard.exists() or not any(shard.iterdir())  # no labels, raw or manifest
+
+    config["llm"]["prompt_too_long"] = "skip"  # the same prompts, answered as failed calls
+    wd.write_config(config)
+    wd.snakemake("results/e2e/annotation/shard-0/raw.parquet")
+    raw = read_table(wd.path("annotation/shard-0/raw.parquet"))
+    relsel = raw[raw["step"] == "relsel"]
+    skipped = relsel[relsel["finish_reason"] == "prompt_too_long"]
+    assert len(skipped) == over and (skipped["parse_status"] == "failed").all()
+    longest = skipped.loc[skipped["prompt_tokens"].idxmax()]
+    assert (longest["query_id"], longest["window"], longest["prompt_tokens"]) == (query, 0, tokens)
+    assert (relsel.loc[relsel["finish_reason"] != "prompt_too_long", "prompt_tokens"] < 400).all()
 
 
 def test_calibration_gate_stops_the_run_before_the_full_annotation(
