@@ -376,7 +376,7 @@ def test_rag_jobs_render_every_runs_prompts_with_the_jobs_questions(tmp_path, qw
 def test_rag_prompts_two_runs_share_are_asked_once_and_cached_ones_count(tmp_path, qwen):
     from utilann import plan
     from utilann.budget import PrefixCache
-    from utilann.rag.budget import job_input, plan_job
+    from utilann.rag.budget import generator_identity, job_input, plan_job
 
     # bm25 and human retrieve the same passages: the job asks each such prompt once
     results = rag_results(tmp_path / "results", 3, {"bm25": 0, "human": 0})
@@ -384,7 +384,8 @@ def test_rag_prompts_two_runs_share_are_asked_once_and_cached_ones_count(tmp_pat
     target = plan.rag_targets(config)[("nq-oracle", "test")]
     job = job_input(config, "nq-oracle", target, results, None, sample=10, seed=0)
     name = "rag nq-oracle/test"
-    first = plan_job(config, name, target, job, qwen, PrefixCache(16))
+    identity = generator_identity(plan.rag_generator_params(config, target))
+    first = plan_job(config, name, target, job, qwen, identity, PrefixCache(16))
     assert [c.record.cached for c in first] == [False, True] * 3  # question-major order
     assert all(c.weight == 1 for c in first)
     assert first[1].shared == len(first[1].record.prompt_ids)  # the same prompt
@@ -393,7 +394,7 @@ def test_rag_prompts_two_runs_share_are_asked_once_and_cached_ones_count(tmp_pat
     with GenerationCache(tmp_path / "cache", "rag.demo.nq-oracle.test") as cache:
         answer = Generation("Wilhelm Röntgen", 900, 4, "stop")
         cache.put_many([(first[0].record.key, "short_answer", answer, 1.0)], model="m")
-    second = plan_job(config, name, target, job, qwen, PrefixCache(16))
+    second = plan_job(config, name, target, job, qwen, identity, PrefixCache(16))
     assert [c.record.cached for c in second] == [True, True, False, True, False, True]
     assert second[0].record.output_tokens == 4
     gold = job.questions["answers"].iloc[1][0]  # uncached: the gold answer + the end token

@@ -44,6 +44,7 @@ import pyarrow.dataset as ds
 
 from utilann import plan, schemas
 from utilann.budget import (
+    Planned,
     PlanningGenerator,
     PrefixCache,
     block_size,
@@ -273,20 +274,26 @@ def job_input(
 # --- the plan ------------------------------------------------------------------------------
 
 
+def generator_identity(generator: Mapping[str, Any]) -> ModelIdentity:
+    """The engine identity a RAG job with ``generator`` (its params) keys its cache with: the
+    engine resolved for this machine, as :func:`~utilann.llm.batch.open_generator` does."""
+    from utilann.llm.backends import resolve
+
+    return ModelIdentity.resolve(resolve(EngineSpec.from_job(generator)))
+
+
 def plan_job(
     config: Mapping[str, Any],
     name: str,
     target: Mapping[str, Any],
     job: JobInput,
     tokenizer: Any,
+    identity: ModelIdentity,
     prefix: PrefixCache,
-) -> list:
-    """The planned calls of one RAG job (:class:`~utilann.budget.Planned`, weighted by the
-    questions each rendered one stands for)."""
-    from utilann.llm.backends import resolve
-
+) -> list[Planned]:
+    """The planned calls of one RAG job, weighted by the questions each rendered one stands
+    for; ``identity`` is the generator's engine in cache keys (:func:`generator_identity`)."""
     generator = plan.rag_generator_params(config, target)
-    identity = ModelIdentity.resolve(resolve(EngineSpec.from_job(generator)))  # as the job
     template = load_template_id(target["prompt"])
     qids = list(job.questions["query_id"].astype(str))
     prompts = run_prompts(job.runs, job.queries, job.corpus, template, target["top_k"], qids)
@@ -331,18 +338,21 @@ def plan_rag(
     gpus = vllm_gpus(
         config["rag"]["generator"]["resources"], config["llm"]["engine"], "rag.generator.resources"
     )
-    tokenizers: dict[str, tuple[Any, str]] = {}
+    engines: dict[str, tuple[Any, str, ModelIdentity]] = {}  # per generator model
     rows, every, sources = [], [], {}
     for (dataset, split), target in targets.items():
         name = f"rag {dataset}/{split}"
         generator = plan.rag_generator_params(config, target)
         model = generator["model"]
         try:
-            if model not in tokenizers:
+            if model not in engines:
                 override = settings["rag"]["tokenizers"].get(model) or (
                     annotator_tokenizer if model == config["llm"]["model"] else None
                 )
-                tokenizers[model] = load_tokenizer(config, model, generator["path"], override)
+                engines[model] = (
+                    *load_tokenizer(config, model, generator["path"], override),
+                    generator_identity(generator),
+                )
             job = job_input(
                 config,
                 dataset,
@@ -356,12 +366,12 @@ def plan_rag(
             log.warning("%s is not planned: %s", name, err)
             sources[name] = f"NOT PLANNED (no row, not in the totals): {err}"
             continue
-        tokenizer, tok_source = tokenizers[model]
+        tokenizer, tok_source, identity = engines[model]
         prefix = PrefixCache(
             block_size(generator["engine"], gpus),
             bool(generator["engine"].get("enable_prefix_caching", True)),
         )
-        calls = plan_job(config, name, target, job, tokenizer, prefix)
+        calls = plan_job(config, name, target, job, tokenizer, identity, prefix)
         rows.append(plan_row(name, calls, throughput, gpus))
         every += calls
         sources[name] = (
