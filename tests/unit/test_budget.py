@@ -294,8 +294,11 @@ def test_utilann_plan_prints_calls_tokens_and_hours_without_an_engine(plandir, c
     assert "annotation plan of demo: 2 sampled queries scaled x1.5 to 3" in printed
     assert "stated: a test" in printed and "a stated proxy" in printed
     assert "Table 17 (paper App. F)" in printed and "Estimated here" in printed
+    # the RAG job's split is not built in this directory: said, and left out of the totals
+    assert "rag nq-oracle/test: NOT PLANNED" in printed and "build the split first" in printed
     text = out_md.read_text()
     assert text.startswith("# Annotation budget") and "| relsel | 6 |" in text  # 4 calls x1.5
+    assert "## RAG generation" in text and "NOT PLANNED" in text
     assert not (plandir / "results/cache").exists()  # the cache was only read
 
 
@@ -304,3 +307,115 @@ def test_utilann_plan_without_pools_or_data_says_what_to_build(plandir, capsys, 
     monkeypatch.delenv("UTILANN_SHARED_DATA", raising=False)
     assert main(["plan", "--tokenizer", QWEN]) == 1
     assert "no pool shards to plan from: build them first" in capsys.readouterr().out
+
+
+# --- RAG jobs in the same plan -------------------------------------------------------------
+
+NQ_ORACLE = shared_dataset("nq-open", "oracle-beir")
+
+
+def rag_results(root: Path, questions: int, runs: dict[str, int]) -> Path:
+    """``root`` laid out as the workflow's results: the demo's nq-oracle test split (its first
+    ``questions`` answerable questions), its corpus, and for each named run a RUN table whose
+    top passages start at corpus row ``offset``."""
+    from utilann.rag.budget import read_standin
+
+    queries, qrels, corpus, answers = read_standin(NQ_ORACLE)
+    kept = sorted(answers["query_id"])[:questions]
+    data = root / "datasets" / "nq-oracle"
+    split = data / "splits" / "test"
+    write_table(queries[queries["query_id"].isin(kept)], split / "queries.parquet", schemas.QUERIES)
+    write_table(qrels[qrels["query_id"].isin(kept)], split / "qrels.parquet", schemas.QRELS)
+    write_table(answers, data / "answers.parquet", schemas.ANSWERS)
+    write_table(corpus, data / "corpus" / "shard-00000.parquet", schemas.CORPUS)
+    for run, offset in runs.items():
+        rows = [
+            (q, corpus["doc_id"].iloc[offset + i * 7 + r], r + 1, 1.0 / (r + 1))
+            for i, q in enumerate(kept)
+            for r in range(10)
+        ]
+        table = pd.DataFrame(rows, columns=schemas.RUN.names)
+        write_table(table, root / "demo" / "runs" / run / "nq-oracle.test.parquet", schemas.RUN)
+    return root
+
+
+def rag_config(tmp_path: Path, **rag) -> dict:
+    """The demo config (one RAG target, nq-oracle test, top 5) with two training runs."""
+    from snakemake.utils import validate
+
+    config = demo_config(tmp_path / "cache")
+    config["training"]["runs"] = {"human": {}, "utilsel": {"label_source": "utilsel"}}
+    config["rag"].update(rag)
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    return config
+
+
+def test_rag_jobs_render_every_runs_prompts_with_the_jobs_questions(tmp_path, qwen):
+    from utilann import plan
+    from utilann.rag.budget import plan_rag
+
+    results = rag_results(tmp_path / "results", 6, {"bm25": 0, "human": 3})
+    config = rag_config(tmp_path, max_queries=4)
+    runs = plan.rag_runs(config)
+    assert runs == ["bm25", "zeroshot", "human", "utilsel"]
+    rate = Throughput(1000.0, 50.0, "stated: test")
+    out = plan_rag(config, rate, results=results, sample=2, annotator_tokenizer=QWEN)
+    row = out.table.loc["rag nq-oracle/test"]
+    # 4 of the 6 questions (rag.max_queries) x 4 runs; 2 questions rendered, scaled x2
+    assert row["calls"] == 16 and row["max_output_mean"] == 32  # rag.generator.sampling
+    assert row["cached"] == 0 and row["too_long"] == 0
+    assert 300 < row["prompt_mean"] < 2000  # five Wikipedia paragraphs and the instruction
+    assert row["gpu_hours"] == row["hours"] > 0  # a CPU generator: one device
+    assert out.table.loc["rag total", "calls"] == 16
+    line = out.sources["rag nq-oracle/test"]
+    assert "the job's 4 questions of nq-oracle/test" in line and "2 rendered" in line
+    assert "run files of bm25, human" in line and "NOT retrieved for zeroshot, utilsel" in line
+    assert "a stated proxy for smollm2-135m-instruct's" in line
+
+
+def test_rag_prompts_two_runs_share_are_asked_once_and_cached_ones_count(tmp_path, qwen):
+    from utilann import plan
+    from utilann.budget import PrefixCache
+    from utilann.rag.budget import generator_identity, job_input, plan_job
+
+    # bm25 and human retrieve the same passages: the job asks each such prompt once
+    results = rag_results(tmp_path / "results", 3, {"bm25": 0, "human": 0})
+    config = rag_config(tmp_path, runs=["bm25", "human"])
+    target = plan.rag_targets(config)[("nq-oracle", "test")]
+    job = job_input(config, "nq-oracle", target, results, None, sample=10, seed=0)
+    name = "rag nq-oracle/test"
+    identity = generator_identity(plan.rag_generator_params(config, target))
+    first = plan_job(config, name, target, job, qwen, identity, PrefixCache(16))
+    assert [c.record.cached for c in first] == [False, True] * 3  # question-major order
+    assert all(c.weight == 1 for c in first)
+    assert first[1].shared == len(first[1].record.prompt_ids)  # the same prompt
+
+    # a real rag job stored the first question's answer: now it is cached, with its tokens
+    with GenerationCache(tmp_path / "cache", "rag.demo.nq-oracle.test") as cache:
+        answer = Generation("Wilhelm Röntgen", 900, 4, "stop")
+        cache.put_many([(first[0].record.key, "short_answer", answer, 1.0)], model="m")
+    second = plan_job(config, name, target, job, qwen, identity, PrefixCache(16))
+    assert [c.record.cached for c in second] == [True, True, False, True, False, True]
+    assert second[0].record.output_tokens == 4
+    gold = job.questions["answers"].iloc[1][0]  # uncached: the gold answer + the end token
+    assert second[2].record.output_tokens == len(qwen.encode(gold, add_special_tokens=False)) + 1
+
+
+def test_a_rag_split_not_on_disk_is_planned_from_stated_stand_ins_or_not_at_all(tmp_path, qwen):
+    from utilann.rag.budget import plan_rag
+
+    config = rag_config(tmp_path, generators={"a": "org/model-a"}, max_queries=None, runs=["bm25"])
+    config["plan"]["rag"]["tokenizers"] = {"org/model-a": QWEN}
+    empty = tmp_path / "results"
+    out = plan_rag(config, None, results=empty, shared_data=str(REPO / "absent"))
+    assert out.table.empty
+    assert out.sources["rag nq-oracle/test-a"].startswith("NOT PLANNED")
+    assert "plan.rag.questions" in out.sources["rag nq-oracle/test-a"]
+
+    config["plan"]["rag"]["questions"] = {"nq-oracle/test": 500}
+    out = plan_rag(config, None, results=empty, shared_data=str(NQ_ORACLE.parents[1]), sample=3)
+    row = out.table.loc["rag nq-oracle/test-a"]
+    assert row["calls"] == 500  # 3 stand-in questions x 1 run, scaled to the declared 500
+    line = out.sources["rag nq-oracle/test-a"]
+    assert "NOT the configured questions" in line and "scaled to 500 questions" in line
+    assert "NOT retrieved for bm25" in line and "a stated proxy for org/model-a's" in line

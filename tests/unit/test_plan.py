@@ -440,3 +440,30 @@ def test_audits_run_when_enabled_or_when_training_drops_judged_useful_negatives(
             config(audit=bad)
     with pytest.raises(Exception, match="steps"):
         config(audit={"injection": {"steps": ["utilrank"]}})
+
+
+def test_rag_job_params_are_the_targets_generator_sampling_and_questions():
+    cfg = config(
+        rag={
+            "generators": {"llama": "meta-llama/Llama-3.1-8B-Instruct"},
+            "max_queries": 7,
+            "generator": {"sampling": {"temperature": 0.0, "max_tokens": 32}, "batch_size": 8},
+            "targets": [
+                {
+                    "dataset": "nq",
+                    "split": "test",
+                    "max_tokens": 64,
+                    "answers": {"path": "a.jsonl", "format": "nq-open"},
+                }
+            ],
+        }
+    )
+    target = plan.rag_targets(cfg)[("nq", "test-llama")]
+    generator = plan.rag_generator_params(cfg, target)
+    assert generator["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert generator["sampling"]["max_tokens"] == 64 and generator["batch_size"] == 8
+    assert plan.rag_question_params(cfg, target) == {
+        "answers_format": "nq-open",
+        "max_queries": 7,
+        "seed": 0,
+    }

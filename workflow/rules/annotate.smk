@@ -90,6 +90,8 @@ rule annotation_report:
 # The annotation's budget before it runs (`utilann plan`): every prompt of a seeded sample of
 # the pools rendered with the tokenizer only, no engine; calls, tokens, cached calls, shared
 # prefix and, with a throughput (plan.throughput), hours and GPU-hours next to Table 17.
+# The RAG jobs' rows too (plan.rag), from the splits and run files on disk when the rule
+# runs (not inputs: the plan is for before the runs exist; it says what stood in for them).
 # In the default targets (and so the HTML report) when plan.report is true.
 localrules:
     plan_annotation,

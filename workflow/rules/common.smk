@@ -903,12 +903,7 @@ def get_rag_target_params(wildcards):
 
 
 def get_rag_question_params(wildcards):
-    answers = get_rag_target(wildcards)["answers"]
-    return {
-        "answers_format": answers["format"] if answers else None,
-        "max_queries": RAG["max_queries"],
-        "seed": RAG["seed"],
-    }
+    return plan.rag_question_params(config, get_rag_target(wildcards))
 
 
 def get_rag_generator(wildcards):
@@ -917,11 +912,7 @@ def get_rag_generator(wildcards):
 
 
 def get_rag_generator_params(wildcards):
-    return {
-        **get_rag_generator(wildcards),
-        "sampling": plan.rag_sampling(config, get_rag_target(wildcards)),
-        "batch_size": RAG["generator"]["batch_size"],
-    }
+    return plan.rag_generator_params(config, get_rag_target(wildcards))
 
 
 def get_rag_cache_writer(wildcards):

@@ -22,7 +22,7 @@ from utilann import schemas
 from utilann.io import read_table, write_table
 from utilann.llm.batch import CachedGenerator, Request, open_generator
 from utilann.llm.engine import EngineSpec
-from utilann.llm.templates import load_template_id
+from utilann.llm.templates import PromptTemplate, load_template_id
 from utilann.qa import load_answers
 from utilann.rag.prompts import GenerationRequest, build_requests, load_passages
 
@@ -58,6 +58,59 @@ def clean_prediction(raw: str) -> str:
     return raw.rsplit("</think>", 1)[-1].strip()
 
 
+def read_answers(
+    answers_path: Path, questions: Mapping[str, Any], queries: pd.DataFrame
+) -> pd.DataFrame:
+    """A job's gold answers: the configured file in its ``answers_format``, else (null) the
+    dataset's ingested ANSWERS table."""
+    if questions["answers_format"]:
+        return load_answers(answers_path, questions["answers_format"], queries)
+    return read_table(answers_path)
+
+
+def run_prompts(
+    runs: Mapping[str, pd.DataFrame],
+    queries: pd.DataFrame,
+    corpus: Path | pd.DataFrame,
+    template: PromptTemplate,
+    k: int,
+    query_ids: Sequence[str],
+) -> dict[str, list[GenerationRequest]]:
+    """Per run, the prompts of ``query_ids`` from its top-``k`` passages (only the passages
+    some prompt shows are read from the corpus)."""
+    wanted = set(query_ids)
+    doc_ids: set[str] = set()
+    for run in runs.values():
+        best = run[run["query_id"].astype(str).isin(wanted) & (run["rank"] <= k)]
+        doc_ids |= set(best["doc_id"].astype(str))
+    passages = load_passages(corpus, doc_ids)
+    return {
+        name: build_requests(run, queries, passages, template, k, query_ids=query_ids)
+        for name, run in runs.items()
+    }
+
+
+def question_major(
+    requests: Mapping[str, Sequence[GenerationRequest]], query_ids: Sequence[str]
+) -> list[tuple[str, GenerationRequest]]:
+    """``(run, prompt)`` pairs in the order the job sends them: the prompts of one question
+    (one per run) together, so the engine's prefix cache serves the part they share
+    (instructions, and the passages up to the first rank where the runs differ)."""
+    order = {q: i for i, q in enumerate(query_ids)}
+    return sorted(
+        ((name, r) for name, reqs in requests.items() for r in reqs),
+        key=lambda pair: order[pair[1].query_id],
+    )
+
+
+def llm_requests(
+    requests: Sequence[GenerationRequest], template: str, sampling: Mapping[str, Any]
+) -> list[Request]:
+    """The LLM calls of ``requests`` (rendered with the template of fingerprint
+    ``template``): what the cached loop keys and sends."""
+    return [Request(template, r.messages, sampling, item=f"query {r.query_id}") for r in requests]
+
+
 def generate_answers(
     llm: CachedGenerator,
     requests: Sequence[GenerationRequest],
@@ -67,10 +120,7 @@ def generate_answers(
 ) -> pd.DataFrame:
     """Answer ``requests`` (rendered with the template of fingerprint ``template``) through
     the cached loop; a GENERATIONS table in request order."""
-    outcomes = llm.generate(
-        [Request(template, r.messages, sampling, item=f"query {r.query_id}") for r in requests],
-        desc,
-    )
+    outcomes = llm.generate(llm_requests(requests, template, sampling), desc)
     return pd.DataFrame(
         [
             (
@@ -118,11 +168,7 @@ def answer_split(
     """
     queries = read_table(queries_path)
     qrels = read_table(qrels_path)
-    answers = (
-        load_answers(answers_path, questions["answers_format"], queries)
-        if questions["answers_format"]
-        else read_table(answers_path)
-    )
+    answers = read_answers(answers_path, questions, queries)
     source = target.get("split", split)  # the split answered (``split`` names the target)
     chosen = select_questions(answers, qrels, source, questions["max_queries"], questions["seed"])
     if chosen.empty:
@@ -141,26 +187,11 @@ def answer_split(
 
     template = load_template_id(target["prompt"])
     tables = {name: read_table(path) for name, path in runs.items()}
-    wanted = set(qids)
-    doc_ids: set[str] = set()
-    for run in tables.values():
-        best = run[run["query_id"].astype(str).isin(wanted) & (run["rank"] <= target["top_k"])]
-        doc_ids |= set(best["doc_id"].astype(str))
-    passages = load_passages(corpus_path, doc_ids)
-    requests = {
-        name: build_requests(run, queries, passages, template, target["top_k"], query_ids=qids)
-        for name, run in tables.items()
-    }
+    requests = run_prompts(tables, queries, corpus_path, template, target["top_k"], qids)
 
     sampling = generator["sampling"]
-    # Question-major order: the prompts of one question (one per run) are sent together, so
-    # the engine's prefix cache serves the part they share (instructions, and the passages up
-    # to the first rank where the runs differ). Answers are regrouped by run below.
-    order = {q: i for i, q in enumerate(qids)}
-    tagged = sorted(
-        ((name, r) for name, reqs in requests.items() for r in reqs),
-        key=lambda pair: order[pair[1].query_id],
-    )
+    # Answers are regrouped by run below.
+    tagged = question_major(requests, qids)
     everything = [r for _, r in tagged]
     with open_generator(
         EngineSpec.from_job(generator), cache_dir, cache_writer, generator["batch_size"]
