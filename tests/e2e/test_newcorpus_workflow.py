@@ -160,6 +160,9 @@ def mini_config() -> dict:
     cfg["training"]["defaults"].update(epochs=1, batch_size=4, group_size=4)
     cfg["dense"] = {"encode_shards": 1, "batch_size": 64, "query_max_len": 32}
     cfg["dense"]["passage_max_len"] = 128
+    # the audits have their own real run (test_annotation_pipeline); here they would add two
+    # LLM jobs (~3.5 min on 2 cores) that test nothing of the new-corpus mode
+    cfg["audit"] = {"false_negatives": {"enabled": False}, "injection": {"enabled": False}}
     return cfg
 
 
@@ -312,6 +315,8 @@ def own_corpus_config() -> dict:
     cfg["evaluation"]["measures"] = ["nDCG@10", "R@100"]
     cfg["training"]["defaults"] = {"epochs": 1, "batch_size": 4, "group_size": 4}
     cfg["dense"] = {"encode_shards": 1, "batch_size": 64, "query_max_len": 32}
+    # the injection audit stays on: with one training question it must report "not measured"
+    cfg["audit"] = {"false_negatives": {"enabled": False}}
     return cfg
 
 
