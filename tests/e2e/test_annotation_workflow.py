@@ -57,9 +57,9 @@ def test_default_targets_include_the_annotation_report(tmp_path):
     assert jobs["prepare_llm"] == 1
     assert jobs["annotation_report"] == 1
     assert jobs["build_pools"] == 1
-    # calibration is opt-in (annotation.calibration.enabled): not in the demo's plan
-    assert "calibrate_annotation" not in jobs and "calibration_gate" not in jobs
-    assert jobs["ingest_dataset"] == 2  # scifact, nq-oracle
+    # the demo's report-only calibration (SciFact train pools, DL19 mini) gates the annotation
+    assert jobs["calibrate_annotation"] == 1 and jobs["calibration_gate"] == 1
+    assert jobs["ingest_dataset"] == 3  # scifact, nq-oracle, msmarco-dl19-mini
 
 
 def test_labels_target_plans_exactly_the_annotation_chain(tmp_path):

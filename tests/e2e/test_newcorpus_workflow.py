@@ -311,7 +311,7 @@ def own_corpus_config() -> dict:
     cfg["newcorpus"]["passage_max_words"] = 96
     cfg["newcorpus"]["sampling"] = {"max_tokens": 32}
     cfg["pools"] = {"negatives": 3}
-    cfg["annotation"] = {"window_size": 4, "passage_max_words": 64}
+    cfg["annotation"].update(window_size=4, passage_max_words=64)
     cfg["evaluation"]["measures"] = ["nDCG@10", "R@100"]
     cfg["training"]["defaults"] = {"epochs": 1, "batch_size": 4, "group_size": 4}
     cfg["dense"] = {"encode_shards": 1, "batch_size": 64, "query_max_len": 32}
