@@ -18,6 +18,11 @@ Where ``llm.engine.max_model_len`` is set, the limit comes from the tokenizer al
 where it is unset, the limit is the started engine's (the model's own context length, as vLLM
 derives it from the model config). The prompts of later steps are checked before their own
 batch; the calls of earlier batches are committed to the LLM cache by then and stay valid.
+
+Cost: the check renders each prompt it is about to generate once more than the engine does
+(2.2 ms for a 1,563-token demo RelSel prompt with SmolLM2's tokenizer, AMD EPYC, one core;
+the paper's 2.69B planned prompt tokens would take about one CPU-hour, spread over its 64
+annotation jobs). ``skip`` does not pay it.
 """
 
 from __future__ import annotations
